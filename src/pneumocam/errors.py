@@ -45,3 +45,7 @@ class CheckpointError(PneumocamError):
 
 class ConfigError(PneumocamError):
     """An invalid combination of settings (flags, config.json)."""
+
+
+class RunOutputsError(PneumocamError):
+    """Missing or inconsistent outputs of a training run (predictions, eval JSON, history CSV)."""

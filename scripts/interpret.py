@@ -1,0 +1,75 @@
+"""Class activation maps of a trained run, measured against the radiologists' boxes.
+
+    python scripts/interpret.py --weights weights/balanced/best.pth --save-maps
+
+Writes images/cam/<run>/*.png, images/cam/<run>_grid_{tp,fp,fn,tn}.png,
+metrics/<run>_localization.{json,csv} and, with --save-maps, metrics/<run>_maps.npy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pneumocam import paths
+from pneumocam.cam import METHODS
+from pneumocam.errors import PneumocamError
+from pneumocam.interpret import InterpretConfig, interpret
+from pneumocam.processed import SPLITS
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=Path, default=paths.run_weights_dir("balanced") / "best.pth",
+                   help="checkpoint of the run to interpret; the run name is its folder's name "
+                        "(default: weights/balanced/best.pth)")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="processed data folder (default: the run's config.json data_dir, "
+                        "else data/Processed)")
+    p.add_argument("--split", choices=SPLITS, default="test", help="split to interpret")
+    p.add_argument("--method", choices=METHODS, default="cam", help="class activation map method")
+    p.add_argument("--n", type=int, default=32,
+                   help="number of single-image overlays (positives first, then negatives)")
+    p.add_argument("--n-grid", type=int, default=8, help="examples per confusion-matrix grid")
+    p.add_argument("--save-maps", action="store_true",
+                   help="also write metrics/<run>_maps.npy (raw maps of the whole split) and its index")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model runs (auto: CUDA when available)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the sanity check")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--limit", type=int, default=None,
+                   help="use only the first LIMIT images of each split (a quick look)")
+    p.add_argument("--no-submission", action="store_true",
+                   help="skip the Kaggle submission even when stage_2_test_images is present")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = InterpretConfig(
+        weights=args.weights, data_dir=args.data_dir, split=args.split, method=args.method,
+        n=args.n, n_grid=args.n_grid, save_maps=args.save_maps, batch_size=args.batch_size,
+        device=args.device, seed=args.seed, n_boot=args.n_boot, limit=args.limit,
+        submission=not args.no_submission,
+    )
+    try:
+        result = interpret(config)
+    except PneumocamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    pg, iou = result["pointing_game"], result["iou"]
+    print(f"{result['run']} ({result['method']}, {result['split']}, {result['n_images']} positive images): "
+          f"pointing game {pg['value']:.3f} [{pg['ci95'][0]:.3f}, {pg['ci95'][1]:.3f}], "
+          f"IoU {iou['value']:.3f}, RSNA metric {result['detection']['rsna_metric']:.4f}, "
+          f"sanity check {'passed' if result['sanity_check']['passed'] else 'FAILED'}")
+    if result["synthetic_demo"]:
+        print("note: synthetic demo data; these numbers say nothing about pneumonia.")
+    for name, path in result["outputs"].items():
+        print(f"  {name:<18} {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

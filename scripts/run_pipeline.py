@@ -1,0 +1,44 @@
+"""The whole study in one command: preprocess, train original and balanced, compare, interpret.
+
+Runs on the real RSNA data when data/rsna-pneumonia-detection-challenge holds it, otherwise on
+the synthetic demo dataset (made on first use). Re-running resumes where the last run stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pneumocam.cam import METHODS
+from pneumocam.errors import PneumocamError
+from pneumocam.pipeline import PipelineConfig, run_pipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="RSNA-layout folder (default: the real data if present, else data/demo)")
+    parser.add_argument("--processed-dir", type=Path, default=None,
+                        help="where preprocessing writes its arrays (default: data/Processed)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs for both trainings (default: chosen by training; short on demo data)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="device for training and interpretation")
+    parser.add_argument("--method", choices=METHODS, default="cam", help="CAM method to interpret with")
+    parser.add_argument("--n", type=int, default=32, help="CAM overlays saved per run")
+    parser.add_argument("--seed", type=int, default=0, help="seed for both trainings")
+    args = parser.parse_args(argv)
+    config = PipelineConfig(data_dir=args.data_dir, processed_dir=args.processed_dir,
+                            epochs=args.epochs, device=args.device, method=args.method,
+                            n_overlays=args.n, seed=args.seed)
+    try:
+        run_pipeline(config)
+    except PneumocamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

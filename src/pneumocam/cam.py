@@ -1,0 +1,414 @@
+"""Class activation maps for the 1-logit ResNet-18: classic CAM, batched, plus four library methods.
+
+Classic CAM (Zhou et al., 2016). The model ends ``layer4 -> avgpool -> fc = Linear(512, 1)``, so
+with ``A`` the layer4 output of shape ``(N, 512, h, w)`` and ``w, b`` the fc weight and bias::
+
+    logit = mean_ij(sum_k w_k A_k[i, j]) + b   =   mean_ij(CAM[i, j]) + b
+
+``CAM = einsum("nchw,c->nhw", A, w)`` is taken from the *same* forward pass as the prediction (a
+forward hook on ``layer4``). **Sign convention**: positive CAM values are evidence for pneumonia
+(they raise the logit), negative values evidence against; the bias is excluded, so the spatial
+mean of the low-resolution CAM plus ``fc.bias`` is the logit (tested). The raw map is upsampled
+bilinearly (``align_corners=False``) to the input size, which keeps its mean up to border effects.
+
+Library methods (package ``grad-cam``, module ``pytorch_grad_cam``, target layer ``model.layer4``,
+target ``BinaryClassifierOutputTarget(1)``, which is the raw logit: the library applies no
+sigmoid, so gradients are those of the logit). The library ReLUs each low-resolution map,
+min-max scales it and resizes it with ``cv2.resize``. Here the library computes the channel
+weights and the weighted low-resolution map (its ``get_cam_image``, captured as it runs); this
+module then applies one upsampling rule to every method:
+
+- ``raw``: the library's signed low-resolution map, upsampled bilinearly (for ``gradcam`` this
+  is exactly ``CAM / (h * w)``: the gradient of the logit w.r.t. ``A_k`` is ``w_k / (h * w)``);
+- ``normalized``: ReLU at feature resolution, upsample, per-image min-max. This equals the
+  library's own output up to interpolation rounding (cv2 and PyTorch bilinear both use
+  half-pixel centres; tested at correlation > 0.999).
+
+Eigen-CAM's first principal component has an arbitrary sign (the library's ``EigenCAM`` does not
+fix it, so its ReLU'd output can show the complement of the salient region). Here its sign is
+chosen per image so that the projection correlates positively with the channel-mean activation.
+
+For ``"cam"``, ``normalized`` is the per-image min-max of the signed map (Zhou et al.'s
+visualisation); a constant map normalises to zeros.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.stats import rankdata
+from torch import nn
+
+from .errors import ConfigError
+from .model import CAM_LAYER
+
+METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "eigencam")
+_LIBRARY_CLASSES = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "scorecam": "ScoreCAM",
+    "eigencam": "EigenCAM",
+}
+#: Adebayo et al. (2018) style stages, top (output) to bottom (input), randomised cumulatively.
+CASCADE_STAGES = (("fc",), ("layer4",), ("layer3",), ("layer2",), ("layer1",), ("conv1", "bn1"))
+SANITY_THRESHOLD = 0.5  #: a method passes when the mean |Spearman rho| to random-model maps is below
+
+
+@dataclass
+class CamResult:
+    """Maps and predictions for N images.
+
+    Attributes:
+        logits: (N,) float32, the model's logits (same forward pass as the maps).
+        probs: (N,) float32, ``sigmoid(logits)`` in [0, 1].
+        raw: (N, H, W) float32 maps at input size, raw scale (for ``"cam"`` the signed class
+            activation map in logit units; see the module docstring for the library methods).
+        normalized: (N, H, W) float32 in [0, 1], per-image min-max (library methods: of the
+            map ReLU'd at feature resolution).
+        method: the method that produced the maps.
+    """
+
+    logits: torch.Tensor
+    probs: torch.Tensor
+    raw: torch.Tensor
+    normalized: torch.Tensor
+    method: str = "cam"
+
+
+def _check_model(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    layer = getattr(model, CAM_LAYER, None)
+    fc = getattr(model, "fc", None)
+    if layer is None or not isinstance(fc, nn.Linear) or fc.out_features != 1:
+        raise ConfigError(
+            f"CAM needs a model with a '{CAM_LAYER}' stage and fc = Linear(C, 1) "
+            f"(got {type(model).__name__}); build it with pneumocam.model.build_model()."
+        )
+    return layer, fc
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 1:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a float tensor of shape (N, 1, H, W), got {shape}")
+    if not images.is_floating_point():
+        raise ValueError(
+            f"images must be normalised floats (got dtype {images.dtype}); scale uint8 arrays "
+            "to [0, 1] and standardise with the train mean/std from stats.json first."
+        )
+
+
+def upsample_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling (``align_corners=False``) of (N, h, w) maps to (N, *size), float32."""
+    return F.interpolate(maps[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
+    """Per-image min-max of (N, H, W) maps to [0, 1]; a constant map becomes all zeros."""
+    lo = maps.amin(dim=(1, 2), keepdim=True)
+    span = maps.amax(dim=(1, 2), keepdim=True) - lo
+    return (maps - lo) / torch.where(span > 0, span, torch.ones_like(span))
+
+
+def class_activation_map(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch: logits and the low-resolution CAM from ONE forward pass.
+
+    Args:
+        model: a ResNet-18 from :func:`pneumocam.model.build_model` (put it in eval mode).
+        images: (N, 1, H, W) float on the model's device (autocast, if active, applies).
+
+    Returns:
+        ``(logits, cam)``: logits (N,) and the signed CAM (N, h, w) (h = w = 7 for 224 input),
+        both in the dtype the forward pass produced; ``cam.mean((1, 2)) + fc.bias == logits``.
+    """
+    layer, fc = _check_model(model)
+    store: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: store.append(out))
+    try:
+        with torch.no_grad():
+            logits = model(images)
+            feats = store[-1]
+            cam = torch.einsum("nchw,c->nhw", feats, fc.weight[0].to(feats.dtype))
+    finally:
+        handle.remove()
+    return logits.reshape(-1), cam
+
+
+class _HostSink:
+    """Copies per-batch device tensors into host tensors, overlapping the copy with compute.
+
+    On CUDA each batch goes device -> pinned staging buffer asynchronously (two buffers in
+    turn), and the previous batch goes staging -> pageable output on the CPU while the GPU
+    works; a plain ``.cpu()`` would block the host until the copy ends, idling the GPU.
+    """
+
+    def __init__(self, n: int, size: tuple[int, int], device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.out = {
+            "logits": torch.empty(n, dtype=torch.float32),
+            "raw": torch.empty((n, *size), dtype=torch.float32),
+            "normalized": torch.empty((n, *size), dtype=torch.float32),
+        }
+        self.staging: list[dict[str, torch.Tensor]] = []  # two pinned buffers, used in turn
+        self.pending: list[tuple[torch.cuda.Event, int, int, int]] = []  # (event, slot, start, stop)
+
+    def put(self, start: int, parts: dict[str, torch.Tensor]) -> None:
+        """Queue the copy of one batch (tensors on the device) into rows ``start:start+n``."""
+        stop = start + parts["logits"].shape[0]
+        if not self.cuda:
+            for key, value in parts.items():
+                self.out[key][start:stop].copy_(value)
+            return
+        if not self.staging:  # the first batch is the largest
+            self.staging = [
+                {k: torch.empty(v.shape, dtype=torch.float32, pin_memory=True) for k, v in parts.items()}
+                for _ in range(2)
+            ]
+        if len(self.pending) == 2:
+            self._drain_one()
+        slot = 1 - self.pending[0][1] if self.pending else 0
+        for key, value in parts.items():
+            self.staging[slot][key][: stop - start].copy_(value, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        self.pending.append((event, slot, start, stop))
+
+    def _drain_one(self) -> None:
+        event, slot, start, stop = self.pending.pop(0)
+        event.synchronize()
+        for key, buf in self.staging[slot].items():
+            self.out[key][start:stop].copy_(buf[: stop - start])
+
+    def finish(self) -> dict[str, torch.Tensor]:
+        """Wait for the queued copies; the host tensors ``logits``, ``raw``, ``normalized``."""
+        while self.pending:
+            self._drain_one()
+        return self.out
+
+
+def _library_cam(method: str, model: nn.Module, layer: nn.Module):
+    try:
+        import pytorch_grad_cam
+    except ImportError as exc:  # optional at import time: "cam" needs only torch
+        raise ConfigError(
+            f"method '{method}' needs the grad-cam package (pip install grad-cam==1.5.7); "
+            "method 'cam' works without it."
+        ) from exc
+    return getattr(pytorch_grad_cam, _LIBRARY_CLASSES[method])(model=model, target_layers=[layer])
+
+
+def _eigen_sign(low: np.ndarray, activations: np.ndarray) -> np.ndarray:
+    """Flip each (h, w) projection so it correlates positively with the channel-mean activation."""
+    ref = activations.mean(axis=1).reshape(len(low), -1)
+    flat = low.reshape(len(low), -1)
+    ref = ref - ref.mean(axis=1, keepdims=True)
+    cov = ((flat - flat.mean(axis=1, keepdims=True)) * ref).sum(axis=1)
+    return low * np.where(cov < 0, -1.0, 1.0).astype(low.dtype)[:, None, None]
+
+
+def _library_batch(cam_obj, method: str, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run one library CAM object on a batch; returns (logits (n,), signed low-res map (n, h, w))."""
+    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
+
+    captured: list[tuple[np.ndarray, np.ndarray]] = []
+    original = type(cam_obj).get_cam_image
+
+    def capture(*args, **kwargs):  # (input, layer, targets, activations, grads, eigen_smooth)
+        out = original(cam_obj, *args, **kwargs)
+        captured.append((out, args[3]))
+        return out
+
+    cam_obj.get_cam_image = capture  # instance attribute shadows the method for this call
+    targets = [BinaryClassifierOutputTarget(1)] * batch.shape[0]
+    # Score-CAM draws a tqdm bar per image on stderr; keep library chatter out of our logs.
+    quiet = contextlib.redirect_stderr(io.StringIO()) if method == "scorecam" else contextlib.nullcontext()
+    try:
+        with torch.enable_grad(), quiet:
+            cam_obj(input_tensor=batch, targets=targets)
+    finally:
+        del cam_obj.get_cam_image
+    low, activations = captured[-1]
+    low = np.asarray(low, dtype=np.float32)
+    if method == "eigencam":
+        low = _eigen_sign(low, np.asarray(activations, dtype=np.float32))
+    logits = cam_obj.outputs.detach().float().reshape(-1)
+    return logits, torch.from_numpy(low)
+
+
+def compute_cams(
+    model: nn.Module,
+    images: torch.Tensor,
+    method: str = "cam",
+    batch_size: int = 64,
+    keep_on_device: bool = False,
+    amp: bool | None = None,
+) -> CamResult:
+    """Maps and predictions for a stack of images, in batches on the model's device.
+
+    Args:
+        model: ResNet-18 from :func:`pneumocam.model.build_model`; run in eval mode here (its
+            train/eval mode is restored afterwards).
+        images: (N, 1, H, W) normalised float images on any device (moved batch by batch).
+        method: one of :data:`METHODS`. ``"cam"`` is this module's batched classic CAM;
+            the others come from ``pytorch_grad_cam`` (see the module docstring).
+        batch_size: images per forward pass.
+        keep_on_device: return tensors on the model's device instead of the CPU.
+        amp: bf16 autocast for ``"cam"``; default (None) = on exactly when ``keep_on_device``
+            and the device is CUDA (the fast path); fp32 elsewhere. Library methods run fp32.
+
+    Returns:
+        :class:`CamResult` with logits/probs (N,) and raw/normalized (N, H, W), all float32.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown CAM method '{method}'; choose one of {', '.join(METHODS)}")
+    _check_images(images)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    layer, _ = _check_model(model)
+    device = next(model.parameters()).device
+    use_amp = (keep_on_device and device.type == "cuda") if amp is None else amp
+    if use_amp and device.type != "cuda":
+        use_amp = False  # bf16 autocast on CPU is slower than fp32 for these convolutions
+    n, size = images.shape[0], tuple(images.shape[-2:])
+    sink = None if keep_on_device else _HostSink(n, size, device)
+    chunks: list[dict[str, torch.Tensor]] = []
+    cam_obj = None if method == "cam" else _library_cam(method, model, layer)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, n, batch_size):
+            batch = images[start : start + batch_size].to(device, non_blocking=True).float()
+            if cam_obj is None:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                    logits, low = class_activation_map(model, batch)
+                raw = upsample_maps(low, size)
+                norm = minmax_normalize(raw)
+            else:
+                logits, low = _library_batch(cam_obj, method, batch)
+                logits, low = logits.to(device), low.to(device)
+                raw = upsample_maps(low, size)
+                norm = minmax_normalize(upsample_maps(low.clamp_min(0), size))
+            parts = {"logits": logits.float(), "raw": raw, "normalized": norm}
+            if sink is None:
+                chunks.append(parts)
+            else:
+                sink.put(start, parts)
+    finally:
+        if cam_obj is not None:
+            cam_obj.activations_and_grads.release()
+            model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    if sink is not None:
+        out = sink.finish()
+    else:
+        empty = torch.empty((0, *size), device=device)
+        out = {
+            k: torch.cat([c[k] for c in chunks]) if chunks else (empty if k != "logits" else empty[:, 0, 0])
+            for k in ("logits", "raw", "normalized")
+        }
+    return CamResult(
+        logits=out["logits"],
+        probs=torch.sigmoid(out["logits"]),
+        raw=out["raw"],
+        normalized=out["normalized"],
+        method=method,
+    )
+
+
+def randomized_copy(model: nn.Module, seed: int = 0, stages: tuple[str, ...] | None = None) -> nn.Module:
+    """A deep copy of ``model`` with re-initialised weights (torchvision's ResNet init).
+
+    Args:
+        stages: top-level module names to re-initialise (e.g. ``("fc", "layer4")``); None = all.
+            Convolutions get Kaiming-normal (fan_out, ReLU), batch norms weight 1 / bias 0 and
+            fresh running statistics, linear layers PyTorch's default. The global RNG state
+            is left untouched.
+    """
+    clone = copy.deepcopy(model)
+    device = next(clone.parameters()).device
+    names = stages if stages is not None else tuple(n for n, _ in clone.named_children())
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for name in names:
+            for module in getattr(clone, name).modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+                elif isinstance(module, (nn.BatchNorm2d, nn.Linear)):
+                    module.reset_parameters()
+    return clone
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of each row pair of (N, ...) arrays; nan where a row is constant."""
+    ra = rankdata(a.reshape(len(a), -1), axis=1)
+    rb = rankdata(b.reshape(len(b), -1), axis=1)
+    ra -= ra.mean(axis=1, keepdims=True)
+    rb -= rb.mean(axis=1, keepdims=True)
+    den = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ra * rb).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _rho_summary(rho: np.ndarray) -> dict:
+    return {
+        "mean_rho": float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"),
+        "median_rho": float(np.nanmedian(rho)) if np.isfinite(rho).any() else float("nan"),
+        "mean_abs_rho": float(np.nanmean(np.abs(rho))) if np.isfinite(rho).any() else float("nan"),
+    }
+
+
+def randomization_sanity_check(
+    model: nn.Module,
+    images: torch.Tensor,
+    method: str = "cam",
+    seed: int = 0,
+    cascading: bool = False,
+    batch_size: int = 64,
+) -> dict:
+    """Model-parameter randomisation test (Adebayo et al., 2018).
+
+    Maps of the trained model are compared with maps of the same architecture whose weights
+    are re-initialised (:func:`randomized_copy`), by the Spearman rank correlation of the raw
+    maps per image (signed values for CAM; rank-based, hence scale-free). A method worth
+    trusting depends on the learned weights, so the correlation should be low.
+
+    Args:
+        images: (N, 1, H, W) normalised float images.
+        cascading: also randomise cumulatively from the top (``fc``, ``layer4``, ... ``conv1``)
+            and report the correlation after each stage.
+
+    Returns:
+        ``{"method", "seed", "n_images", "mean_rho", "median_rho", "mean_abs_rho",
+        "per_image_rho": [...], "threshold": 0.5, "passed": mean_abs_rho < 0.5}`` plus
+        ``"cascading": [{"randomized": [stage names], "mean_rho", "median_rho",
+        "mean_abs_rho"}, ...]`` when requested. ``passed`` is False when no rho is defined.
+    """
+    trained = compute_cams(model, images, method, batch_size).raw.numpy()
+    random_maps = compute_cams(randomized_copy(model, seed), images, method, batch_size).raw.numpy()
+    rho = spearman_rows(trained, random_maps)
+    summary = _rho_summary(rho)
+    result = {
+        "method": method,
+        "seed": seed,
+        "n_images": int(len(rho)),
+        **summary,
+        "per_image_rho": [float(r) for r in rho],
+        "threshold": SANITY_THRESHOLD,
+        "passed": bool(summary["mean_abs_rho"] < SANITY_THRESHOLD),
+    }
+    if cascading:
+        steps, done = [], ()
+        for stage in CASCADE_STAGES:
+            done = done + stage
+            maps = compute_cams(randomized_copy(model, seed, done), images, method, batch_size).raw
+            steps.append({"randomized": list(done), **_rho_summary(spearman_rows(trained, maps.numpy()))})
+        result["cascading"] = steps
+    return result

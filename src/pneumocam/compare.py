@@ -1,0 +1,313 @@
+"""Side-by-side comparison of training runs on the same test images, with paired bootstrap
+intervals for the AUC difference of each run against the reference run (``original``).
+
+Reads, per run, ``metrics/<run>_eval.json`` (operating threshold, data source),
+``metrics/<run>_predictions_test.csv`` (``patientId``, ``label``, ``prob``, ``view_position``) and,
+when present, ``metrics/<run>.csv`` (training history). Writes ``metrics/comparison.csv`` (one row
+per run), ``metrics/comparison.json`` (the same plus the paired differences, config, provenance)
+and ``images/comparison.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import metrics as M
+from . import paths, plots
+from .errors import DataSourceError, RunOutputsError
+from .evaluation import best_epoch, nan_to_none, read_history
+from .provenance import provenance, write_json_atomic
+
+DEFAULT_RUNS = ("original", "balanced", "posweight")
+REFERENCE_RUN = "original"
+THRESHOLD_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1")
+_TRAIN_HINT = {
+    "original": "python scripts/train_original.py",
+    "balanced": "python scripts/train_balanced.py",
+}
+
+
+@dataclass
+class CompareConfig:
+    """Settings of one comparison (saved in ``metrics/comparison.json``).
+
+    Attributes:
+        runs: run names; None = ``original``, ``balanced`` and ``posweight`` where their files exist.
+        n_boot: bootstrap resamples (the same test indices for every run: paired).
+        seed: seed of the resampling.
+    """
+
+    runs: list[str] | None = field(default=None)
+    n_boot: int = 1000
+    seed: int = 0
+
+
+@dataclass
+class RunData:
+    """One run's inputs to the comparison: ``test`` holds patientId/label/prob/view_position."""
+
+    name: str
+    eval: dict[str, Any]
+    test: pd.DataFrame
+    history: pd.DataFrame | None
+
+
+def run_files(run: str) -> dict[str, Path]:
+    """The files a run needs for comparison: ``eval``, ``predictions`` and (optional) ``history``."""
+    m = paths.metrics_dir()
+    return {"eval": m / f"{run}_eval.json", "predictions": m / f"{run}_predictions_test.csv",
+            "history": m / f"{run}.csv"}
+
+
+def _missing(run: str) -> list[Path]:
+    f = run_files(run)
+    return [f[k] for k in ("eval", "predictions") if not f[k].is_file()]
+
+
+def _hint(run: str) -> str:
+    if run in _TRAIN_HINT:
+        return f"run `{_TRAIN_HINT[run]}` first (training writes and evaluates the run)"
+    return (f"train and evaluate run '{run}' first (e.g. `python scripts/train_balanced.py "
+            f"--run-name {run} ...`), or check the run name")
+
+
+def resolve_runs(runs: list[str] | None) -> list[str]:
+    """The runs to compare, reference first when present.
+
+    ``None`` picks the :data:`DEFAULT_RUNS` whose files exist. Raises :class:`RunOutputsError`
+    (naming the missing file and the script to run) when an explicitly named run lacks files or
+    fewer than two runs are available.
+    """
+    if runs is not None:
+        runs = list(dict.fromkeys(runs))
+        for run in runs:
+            missing = _missing(run)
+            if missing:
+                raise RunOutputsError(f"run '{run}': {missing[0]} not found; {_hint(run)}.")
+        chosen = runs
+    else:
+        chosen = [r for r in DEFAULT_RUNS if not _missing(r)]
+        if len(chosen) < 2:
+            lacking = [f"{_missing(r)[0]} ({_hint(r)})" for r in DEFAULT_RUNS[:2] if _missing(r)]
+            raise RunOutputsError(
+                f"need at least two evaluated runs to compare, found {chosen or 'none'}; missing: "
+                + "; ".join(lacking)
+            )
+    if len(chosen) < 2:
+        raise RunOutputsError(f"need at least two runs to compare, got {chosen}.")
+    if REFERENCE_RUN in chosen:
+        chosen = [REFERENCE_RUN] + [r for r in chosen if r != REFERENCE_RUN]
+    return chosen
+
+
+def load_run(run: str) -> RunData:
+    """Read one run's eval JSON, test predictions and (optional) history."""
+    f = run_files(run)
+    missing = _missing(run)
+    if missing:
+        raise RunOutputsError(f"run '{run}': {missing[0]} not found; {_hint(run)}.")
+    try:
+        ev = json.loads(f["eval"].read_text())
+    except json.JSONDecodeError as exc:
+        raise RunOutputsError(f"{f['eval']}: not valid JSON ({exc}); {_hint(run)}.") from exc
+    test = pd.read_csv(f["predictions"], dtype={"patientId": str, "view_position": str,
+                                                "class": str}, keep_default_na=False)
+    for col in ("patientId", "label", "prob"):
+        if col not in test.columns:
+            raise RunOutputsError(f"{f['predictions']}: no '{col}' column; {_hint(run)}.")
+    if test["patientId"].duplicated().any():
+        dup = test.loc[test["patientId"].duplicated(), "patientId"].iloc[0]
+        raise RunOutputsError(f"{f['predictions']}: patientId {dup!r} appears twice; {_hint(run)}.")
+    history = read_history(f["history"]) if f["history"].is_file() else None
+    return RunData(run, ev, test, history)
+
+
+def check_same_source(data: list[RunData]) -> dict[str, Any]:
+    """The shared data source; :class:`DataSourceError` when runs come from different kinds
+    (e.g. synthetic demo vs real RSNA)."""
+    kinds = {d.name: (d.eval.get("data_source") or {}).get("kind") for d in data}
+    if len(set(kinds.values())) != 1 or None in kinds.values():
+        detail = ", ".join(f"{r}: {k}" for r, k in kinds.items())
+        raise DataSourceError(
+            f"refusing to compare runs from different data sources ({detail}); files "
+            + ", ".join(str(run_files(d.name)["eval"]) for d in data)
+            + ". Re-train the runs on the same data/Processed so all share one source."
+        )
+    return dict(data[0].eval["data_source"])
+
+
+def align(data: list[RunData]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Put every run's test predictions in the reference run's patient order.
+
+    Returns ``(ids, y, view, {run: prob})``, arrays (n,). Raises :class:`RunOutputsError` when
+    the runs' patientIds differ (a paired comparison needs the same images) or labels disagree.
+    """
+    ref = data[0]
+    ref_df = ref.test.sort_values("patientId").reset_index(drop=True)
+    ids = ref_df["patientId"].to_numpy(dtype=str)
+    y = ref_df["label"].to_numpy(dtype=np.int64)
+    view = (ref_df["view_position"].astype(str).to_numpy(dtype=str) if "view_position" in ref_df
+            else np.full(ids.size, "", dtype=str))
+    probs = {ref.name: ref_df["prob"].to_numpy(dtype=np.float64)}
+    ref_file = run_files(ref.name)["predictions"]
+    for d in data[1:]:
+        f = run_files(d.name)["predictions"]
+        other = set(d.test["patientId"])
+        only_ref, only_other = sorted(set(ids) - other), sorted(other - set(ids))
+        if only_ref or only_other:
+            raise RunOutputsError(
+                f"{f} and {ref_file} hold different test images ({len(only_ref)} only in "
+                f"'{ref.name}', e.g. {only_ref[:3]}; {len(only_other)} only in '{d.name}', e.g. "
+                f"{only_other[:3]}): a paired comparison needs the same test split. Re-train both "
+                "runs on the same data/Processed."
+            )
+        df = d.test.set_index("patientId").loc[ids]
+        if not np.array_equal(df["label"].to_numpy(dtype=np.int64), y):
+            raise RunOutputsError(
+                f"{f} and {ref_file}: labels differ for the same patientIds; re-train both runs "
+                "on the same data/Processed."
+            )
+        probs[d.name] = df["prob"].to_numpy(dtype=np.float64)
+    return ids, y, view, probs
+
+
+def _history_info(d: RunData) -> dict[str, Any]:
+    if d.history is not None:
+        return best_epoch(d.history)
+    return d.eval.get("history") or {"best_epoch": None, "epochs": None}
+
+
+def _ci_cols(prefix: str, summary: dict) -> dict[str, float]:
+    lo, hi = summary["ci95"]
+    return {prefix: summary["value"], f"{prefix}_ci95_lo": lo, f"{prefix}_ci95_hi": hi}
+
+
+def _view_auc(y: np.ndarray, p: np.ndarray, view: np.ndarray, which: str) -> float:
+    m = view == which
+    return M.safe_roc_auc(y[m], p[m])
+
+
+def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Compare runs on their shared test set and write the comparison table, JSON and figure.
+
+    Args:
+        runs: run names (the reference ``original`` is put first when present); None = the
+            default runs whose files exist.
+        n_boot: bootstrap resamples; every run is resampled with the same test indices.
+        seed: resampling seed.
+
+    Returns:
+        One row per run: ``roc_auc`` (+ ``_ci95_lo/_hi``), ``average_precision`` (+ CI),
+        ``operating_threshold``, ``<metric>_at_op`` / ``<metric>_at_0.5`` (+ CI) for accuracy,
+        sensitivity, specificity, precision, f1; ``ece``, ``roc_auc_AP_view``,
+        ``roc_auc_PA_view``, ``view_baseline_roc_auc``, ``best_epoch``, ``epochs``, data source,
+        and the paired difference to the reference run: ``auc_diff_vs_reference`` with
+        ``auc_diff_ci95_lo/hi`` and ``auc_diff_share_le_0`` (share of resamples where the run's
+        AUC is not above the reference's; nan on the reference row), same for AP.
+
+    Raises:
+        RunOutputsError: missing files, fewer than two runs, different test patientIds.
+        DataSourceError: runs from different data sources (demo vs real).
+    """
+    config = CompareConfig(runs=list(runs) if runs is not None else None, n_boot=n_boot, seed=seed)
+    names = resolve_runs(config.runs)
+    data = [load_run(r) for r in names]
+    source = check_same_source(data)
+    demo = source.get("kind") == "demo"
+    ids, y, view, probs = align(data)
+    if not M.has_two_classes(y):
+        raise RunOutputsError(
+            f"{run_files(names[0])['predictions']}: the test set holds one class; AUCs are "
+            "undefined. Use a larger test split."
+        )
+    idx = M.bootstrap_indices(y.size, n_boot, seed)
+    known = np.isin(view, ("AP", "PA"))
+    view_auc = M.safe_roc_auc(y[known], (view[known] == "AP").astype(float))
+    ref = names[0]
+    samples: dict[str, dict[str, np.ndarray]] = {}
+    rows: list[dict[str, Any]] = []
+    paired: list[dict[str, Any]] = []
+    for d in data:
+        p = probs[d.name]
+        s = {"roc_auc": M.resampled_roc_auc(y, p, idx),
+             "average_precision": M.resampled_average_precision(y, p, idx)}
+        samples[d.name] = s
+        point = {"roc_auc": M.safe_roc_auc(y, p), "average_precision": M.safe_average_precision(y, p)}
+        thr = d.eval.get("operating_threshold")
+        if thr is None:
+            raise RunOutputsError(f"{run_files(d.name)['eval']}: no operating_threshold; "
+                                  f"{_hint(d.name)}.")
+        row: dict[str, Any] = {"run": d.name, "n_test": int(y.size), "prevalence": float(y.mean())}
+        row.update(_ci_cols("roc_auc", M.summarize(point["roc_auc"], s["roc_auc"])))
+        row.update(_ci_cols("average_precision",
+                            M.summarize(point["average_precision"], s["average_precision"])))
+        row["operating_threshold"] = float(thr)
+        row["operating_threshold_method"] = d.eval.get("operating_threshold_method")
+        for tag, t in (("op", float(thr)), ("0.5", 0.5)):
+            tm = M.threshold_metrics_ci(y, p, t, idx=idx)
+            for m in THRESHOLD_METRICS:
+                row.update(_ci_cols(f"{m}_at_{tag}", tm[m]))
+        row["ece"] = M.expected_calibration_error(y, p, 15)
+        row["roc_auc_AP_view"] = _view_auc(y, p, view, "AP")
+        row["roc_auc_PA_view"] = _view_auc(y, p, view, "PA")
+        row["view_baseline_roc_auc"] = view_auc
+        h = _history_info(d)
+        row["best_epoch"], row["epochs"] = h.get("best_epoch"), h.get("epochs")
+        row["data_source_kind"] = source.get("kind")
+        row["data_source_path"] = source.get("path")
+        row["synthetic_demo"] = demo
+        row["reference_run"] = ref
+        for key, short in (("roc_auc", "auc"), ("average_precision", "ap")):
+            if d.name == ref:
+                row.update({f"{short}_diff_vs_reference": math.nan, f"{short}_diff_ci95_lo": math.nan,
+                            f"{short}_diff_ci95_hi": math.nan, f"{short}_diff_share_le_0": math.nan})
+                continue
+            diff = s[key] - samples[ref][key]
+            summ = M.summarize(row[key] - rows[0][key], diff)
+            share = float(np.mean(diff[np.isfinite(diff)] <= 0)) if np.isfinite(diff).any() \
+                else math.nan
+            row.update({f"{short}_diff_vs_reference": summ["value"],
+                        f"{short}_diff_ci95_lo": summ["ci95"][0],
+                        f"{short}_diff_ci95_hi": summ["ci95"][1],
+                        f"{short}_diff_share_le_0": share})
+            paired.append({"run": d.name, "reference": ref, "metric": key, **summ,
+                           "share_diff_le_0": share})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    out_csv = paths.metrics_dir() / "comparison.csv"
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_csv, index=False)
+    fig_path = _figure(table, y, probs, demo)
+    write_json_atomic(paths.metrics_dir() / "comparison.json", nan_to_none({
+        "config": asdict(config), "runs": names, "reference_run": ref, "data_source": source,
+        "synthetic_demo": demo, "n_test": int(y.size),
+        "ci_method": "paired percentile bootstrap over test images (same indices for every run)",
+        "rows": table.to_dict(orient="records"), "paired_differences": paired,
+        "outputs": {"csv": str(out_csv), "figure": str(fig_path)}, "provenance": provenance(),
+    }))
+    return table
+
+
+def _figure(table: pd.DataFrame, y: np.ndarray, probs: dict[str, np.ndarray], demo: bool) -> Path:
+    from sklearn.metrics import roc_curve
+
+    spec = {"ROC AUC": "roc_auc", "AP": "average_precision",
+            "sensitivity@op": "sensitivity_at_op", "specificity@op": "specificity_at_op"}
+    bars = {
+        r["run"]: {label: (r[c], r[f"{c}_ci95_lo"], r[f"{c}_ci95_hi"]) for label, c in spec.items()}
+        for r in table.to_dict(orient="records")
+    }
+    rocs = {}
+    for run, p in probs.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        rocs[f"{run} (AUC {M.safe_roc_auc(y, p):.3f})"] = (fpr, tpr)
+    fig = plots.plot_comparison(bars, rocs, demo=demo,
+                                title="run comparison (test), op = Youden threshold from val")
+    return plots.save_figure(fig, paths.images_dir() / "comparison.png")

@@ -1,0 +1,797 @@
+"""DICOM (and PNG/JPEG) -> gray radiograph in [0, 1]: dark air and lungs, bright bone.
+
+Two entry points do the work:
+
+- :func:`read_dicom`: full decode at the original resolution, float32 ``(H, W)`` in [0, 1].
+- :func:`load_dicom_resized`: the per-file work of preprocessing, uint8 ``(size, size)``.
+
+The grayscale pipeline follows the DICOM display chain (PS3.3 C.11):
+
+1. decode the first frame only (pydicom's decoder plugins; multi-frame files get a note);
+2. Modality LUT: *Modality LUT Sequence* or *Rescale Slope/Intercept*
+   (:func:`pydicom.pixels.apply_modality_lut`);
+3. VOI: the first *VOI LUT Sequence* item (:func:`pydicom.pixels.apply_voi`, scaled by
+   its nominal output range), else the first *Window Center/Width* (LINEAR, LINEAR_EXACT
+   or SIGMOID, computed here straight into [0, 1] in float32), else the full range that
+   the modality transform can produce from *Bits Stored* bits (the stored range passed
+   through the rescale, or the Modality LUT's own output extremes). This is the same for
+   every file with the same header, so two images are never stretched differently; when
+   pixel values fall outside that range (a header that lies) the actual min/max is used
+   and a note says so;
+4. MONOCHROME1 (and MONOCHROME2 with *Presentation LUT Shape* INVERSE) is inverted.
+
+Colour data (RGB, YBR_*, PALETTE COLOR) becomes gray with the ITU-R BT.601 luma, which is
+the Y of YBR_FULL (a note says so). Done here in float32 rather than with
+:func:`pydicom.pixels.convert_color_space`, which only handles 8 bits and rounds Y to uint8.
+
+Squaring: a non-square image is padded to a square, centred, with 0 (black, i.e. air);
+never cropped, so no finding at an edge is lost. Resizing is OpenCV for arrays and boxes
+alike: ``INTER_AREA`` when shrinking, ``INTER_LINEAR`` when enlarging.
+:class:`SquareGeometry` maps ``[x, y, w, h]`` boxes from original pixels to output pixels.
+
+Fast path (the RSNA case: single-frame 8-bit MONOCHROME2 JPEG Baseline whose modality and
+VOI transforms leave values unchanged): the JPEG frame is decoded at 1/2, 1/4 or 1/8 size
+by libjpeg's DCT scaling (``cv2.IMREAD_REDUCED_GRAYSCALE_k``), never below the target
+size, then area-resized. It agrees with the full path to well under one grey level on
+average, and falls back to the full path whenever a precondition fails or it errors.
+
+Every failure to read a file raises :class:`~pneumocam.errors.DicomReadError` with the
+file and a one-line reason (it goes to ``skipped.csv``); nothing else escapes for a bad file.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import get_frame
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder
+from pydicom.pixels.utils import as_pixel_options
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+)
+
+from .errors import DicomReadError
+
+__all__ = [
+    "SYNTHETIC_PRIVATE_CREATOR",
+    "SYNTHETIC_PRIVATE_CREATOR_TAG",
+    "SYNTHETIC_STUDY_DESCRIPTION",
+    "DicomMeta",
+    "Radiograph",
+    "SquareGeometry",
+    "decoder_hint",
+    "load_dicom_resized",
+    "load_image_file",
+    "parse_age",
+    "read_dicom",
+    "read_header",
+    "square_and_resize",
+    "square_geometry",
+    "to_uint8",
+]
+
+#: The demo generator writes this StudyDescription; :attr:`DicomMeta.is_synthetic` keys on it.
+SYNTHETIC_STUDY_DESCRIPTION = "SYNTHETIC DEMO - pneumocam"
+#: Alternative marker: a private creator element (0009,0010) with this value.
+SYNTHETIC_PRIVATE_CREATOR_TAG = 0x00090010
+SYNTHETIC_PRIVATE_CREATOR = "PNEUMOCAM SYNTHETIC DEMO"
+
+# BT.601 luma weights (R, G, B): the Y of YBR_FULL, what a gray radiograph would have been.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+_HEADER_TAGS = [
+    "PatientID", "ViewPosition", "PatientSex", "PatientAge", "Modality",
+    "PhotometricInterpretation", "Rows", "Columns", "BitsStored", "NumberOfFrames",
+    "StudyDescription", SYNTHETIC_PRIVATE_CREATOR_TAG,
+]
+
+# Which pip package brings a decoder for each compressed transfer syntax (pydicom plugins).
+_DECODER_HINTS = {
+    "1.2.840.10008.1.2.4.50": "pillow (or python-gdcm)",  # JPEG Baseline 8-bit
+    "1.2.840.10008.1.2.4.51": "pillow (or python-gdcm)",  # JPEG Extended 12-bit
+    "1.2.840.10008.1.2.4.57": "python-gdcm (or pylibjpeg + pylibjpeg-libjpeg)",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70": "python-gdcm (or pylibjpeg + pylibjpeg-libjpeg)",  # Lossless SV1
+    "1.2.840.10008.1.2.4.80": "python-gdcm (or pyjpegls)",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81": "python-gdcm (or pyjpegls)",  # JPEG-LS Near-Lossless
+    "1.2.840.10008.1.2.4.90": "pylibjpeg + pylibjpeg-openjpeg (or python-gdcm)",  # J2K lossless
+    "1.2.840.10008.1.2.4.91": "pylibjpeg + pylibjpeg-openjpeg (or python-gdcm)",  # J2K
+    "1.2.840.10008.1.2.4.201": "pylibjpeg + pylibjpeg-openjpeg",  # HTJ2K lossless
+    "1.2.840.10008.1.2.4.202": "pylibjpeg + pylibjpeg-openjpeg",  # HTJ2K lossless RPCL
+    "1.2.840.10008.1.2.4.203": "pylibjpeg + pylibjpeg-openjpeg",  # HTJ2K
+    "1.2.840.10008.1.2.5": "pylibjpeg + pylibjpeg-rle (pydicom's own RLE decoder should work)",
+}
+
+_REDUCED_FLAGS = {
+    1: cv2.IMREAD_GRAYSCALE,
+    2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
+    4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+    8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
+
+
+# --------------------------------------------------------------------------- result types
+
+
+@dataclass
+class DicomMeta:
+    """Header fields the project uses; ``None`` where the file lacks (or garbles) them."""
+
+    patient_id: str | None = None
+    view_position: str | None = None  # RSNA: "AP" | "PA"
+    sex: str | None = None  # "M" | "F" | "O"
+    age: int | None = None  # years, parsed from PatientAge ("51", "051Y", "006M" -> 0)
+    modality: str | None = None
+    photometric: str | None = None
+    transfer_syntax: str | None = None  # the UID, e.g. "1.2.840.10008.1.2.4.50"
+    rows: int | None = None
+    columns: int | None = None
+    bits_stored: int | None = None
+    n_frames: int = 1
+    is_synthetic: bool = False  # the pneumocam demo generator's marker is present
+
+
+@dataclass
+class SquareGeometry:
+    """How an ``(height, width)`` image became ``(size, size)``: pad to ``side``, then resize.
+
+    Original pixel ``(x, y)`` (pixel-edge coordinates, as RSNA boxes use) maps to
+    ``((x + pad_left) * scale, (y + pad_top) * scale)`` with ``scale = size / side``.
+    """
+
+    height: int
+    width: int
+    side: int
+    pad_top: int
+    pad_left: int
+    size: int
+
+    @property
+    def scale(self) -> float:
+        """Output pixels per original pixel."""
+        return self.size / self.side
+
+    def boxes_to_output(self, boxes: list[list[float]]) -> list[list[float]]:
+        """Map ``[x, y, w, h]`` boxes (original pixels, x/y = upper-left) to output pixels."""
+        s = self.scale
+        return [
+            [(float(x) + self.pad_left) * s, (float(y) + self.pad_top) * s, float(w) * s, float(h) * s]
+            for x, y, w, h in boxes
+        ]
+
+    def boxes_to_original(self, boxes: list[list[float]]) -> list[list[float]]:
+        """Inverse of :meth:`boxes_to_output`: output-pixel ``[x, y, w, h]`` -> original pixels."""
+        s = self.scale
+        return [
+            [float(x) / s - self.pad_left, float(y) / s - self.pad_top, float(w) / s, float(h) / s]
+            for x, y, w, h in boxes
+        ]
+
+
+@dataclass
+class Radiograph:
+    """A decoded radiograph.
+
+    ``image`` is float32 ``(H, W)`` in [0, 1] from :func:`read_dicom`, uint8 ``(size, size)``
+    from :func:`load_dicom_resized` / :func:`load_image_file`; 0 is black (air), 1/255 white.
+    """
+
+    image: np.ndarray
+    meta: DicomMeta
+    notes: list[str] = field(default_factory=list)
+    geometry: SquareGeometry | None = None
+    fast_path: bool = False
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _one_line(text: object, limit: int = 200) -> str:
+    """Collapse whitespace so a reason fits one CSV cell; cut long messages."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def _exc_reason(exc: BaseException) -> str:
+    msg = _one_line(exc)
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _str_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    s = str(value).strip()
+    return s or None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def parse_age(value: Any) -> int | None:
+    """PatientAge -> whole years. ``"51"``, ``"051Y"`` -> 51; ``"006M"`` -> 0; junk -> None.
+
+    Values are kept as written (RSNA has a handful of implausible ages above 120).
+    """
+    s = _str_or_none(value)
+    if s is None:
+        return None
+    m = re.fullmatch(r"(\d{1,3})\s*([DWMY]?)", s.upper())
+    if not m:
+        return None
+    n, unit = int(m.group(1)), m.group(2)
+    return {"": n, "Y": n, "M": n // 12, "W": n // 52, "D": n // 365}[unit]
+
+
+def decoder_hint(transfer_syntax: str) -> str:
+    """Which package(s) to ``pip install`` to decode ``transfer_syntax`` (a UID string)."""
+    return _DECODER_HINTS.get(str(transfer_syntax), "a pydicom decoding plugin for it")
+
+
+def _transfer_syntax(ds: Dataset) -> UID | None:
+    ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    return UID(str(ts)) if ts else None
+
+
+def _n_frames(ds: Dataset) -> int:
+    n = _int_or_none(ds.get("NumberOfFrames"))
+    return n if n and n > 0 else 1
+
+
+def _is_synthetic(ds: Dataset) -> bool:
+    desc = _str_or_none(ds.get("StudyDescription")) or ""
+    if desc.upper().startswith("SYNTHETIC DEMO"):
+        return True
+    elem = ds.get(SYNTHETIC_PRIVATE_CREATOR_TAG)
+    return elem is not None and _str_or_none(elem.value) == SYNTHETIC_PRIVATE_CREATOR
+
+
+def _meta_from_dataset(ds: Dataset) -> DicomMeta:
+    ts = _transfer_syntax(ds)
+    return DicomMeta(
+        patient_id=_str_or_none(ds.get("PatientID")),
+        view_position=(_str_or_none(ds.get("ViewPosition")) or "").upper() or None,
+        sex=(_str_or_none(ds.get("PatientSex")) or "").upper() or None,
+        age=parse_age(ds.get("PatientAge")),
+        modality=_str_or_none(ds.get("Modality")),
+        photometric=_str_or_none(ds.get("PhotometricInterpretation")),
+        transfer_syntax=str(ts) if ts else None,
+        rows=_int_or_none(ds.get("Rows")),
+        columns=_int_or_none(ds.get("Columns")),
+        bits_stored=_int_or_none(ds.get("BitsStored")),
+        n_frames=_n_frames(ds),
+        is_synthetic=_is_synthetic(ds),
+    )
+
+
+def _dcmread(path: Path, notes: list[str] | None = None, **kwargs: Any) -> tuple[Dataset, bool]:
+    """``pydicom.dcmread`` with every failure turned into a :class:`DicomReadError`.
+
+    pydicom's warnings (e.g. "End of file reached before delimiter") go to ``notes`` as one
+    line each instead of stderr; the bool is True when the file ended early. A file without
+    a transfer syntax gets the one it was actually read with.
+    """
+    notes = [] if notes is None else notes
+    if not path.is_file():
+        raise DicomReadError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise DicomReadError(path, "empty file (0 bytes)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = _dcmread_or_force(path, **kwargs)
+    truncated = False
+    for w in caught:
+        msg = _one_line(w.message, 120)
+        truncated |= "end of file" in msg.lower()
+        if f"pydicom: {msg}" not in notes:
+            notes.append(f"pydicom: {msg}")
+    if _transfer_syntax(ds) is None and ds.original_encoding[0] is not None:
+        implicit, little = ds.original_encoding
+        ts = ImplicitVRLittleEndian if implicit else (
+            ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+        if not hasattr(ds, "file_meta"):
+            ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ts
+        notes.append(f"no Transfer Syntax UID in file meta: assumed {ts.name}")
+    return ds, truncated
+
+
+def _dcmread_or_force(path: Path, **kwargs: Any) -> Dataset:
+    try:
+        return pydicom.dcmread(path, **kwargs)
+    except InvalidDicomError:
+        pass  # no 'DICM' preamble: some real files lack it, so try once more, forced
+    except Exception as exc:
+        raise DicomReadError(path, f"unreadable DICOM ({_exc_reason(exc)})") from exc
+    try:
+        ds = pydicom.dcmread(path, force=True, **kwargs)
+    except Exception as exc:
+        raise DicomReadError(path, "not a DICOM file (no 'DICM' marker)") from exc
+    # A forced read of arbitrary bytes "succeeds" with junk; accept it only if it looks like an image.
+    if ds.get("Rows") is None or ds.get("Columns") is None or ds.get("PhotometricInterpretation") is None:
+        raise DicomReadError(path, "not a DICOM image (no 'DICM' marker, no image attributes)")
+    return ds
+
+
+# --------------------------------------------------------------------------- header
+
+
+def read_header(path: str | Path) -> DicomMeta:
+    """Header fields without decoding (or even reading) the pixel data.
+
+    Raises:
+        DicomReadError: missing, empty or non-DICOM file.
+    """
+    path = Path(path)
+    ds, _ = _dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS)
+    try:
+        return _meta_from_dataset(ds)
+    except Exception as exc:  # a malformed element value
+        raise DicomReadError(path, f"bad header ({_exc_reason(exc)})") from exc
+
+
+# --------------------------------------------------------------------------- value pipeline
+
+
+def _stored_range(ds: Dataset) -> tuple[float, float]:
+    """The range of stored values that *Bits Stored* and *Pixel Representation* allow."""
+    bits = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+    return 0.0, 2.0**bits - 1
+
+
+def _lut_values(item: Dataset, ds: Dataset) -> np.ndarray:
+    """The LUT Data of a Modality/VOI LUT item as an int array (US or little/big-endian OW)."""
+    elem = item["LUTData"]
+    if elem.VR == "OW" or isinstance(elem.value, bytes | bytearray):
+        little = ds.original_encoding[1]
+        little = True if little is None else little
+        return np.frombuffer(elem.value, dtype="<u2" if little else ">u2").astype(np.int64)
+    values = elem.value if isinstance(elem.value, list | tuple) else [elem.value]
+    return np.asarray(values, dtype=np.int64)
+
+
+def _modality_range(ds: Dataset) -> tuple[float, float]:
+    """Every value the modality transform can output, from the full stored range."""
+    if ds.get("ModalityLUTSequence"):
+        lut = _lut_values(ds.ModalityLUTSequence[0], ds)
+        return float(lut.min()), float(lut.max())
+    lo, hi = _stored_range(ds)
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        slope, icpt = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        lo, hi = sorted((lo * slope + icpt, hi * slope + icpt))
+    return lo, hi
+
+
+def _first(value: Any) -> float | None:
+    """First value of a (possibly multi-valued) DS element, or None when absent/garbage."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, MultiValue | list | tuple):
+        if len(value) == 0:
+            return None
+        value = value[0]
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _window(x: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
+    """DICOM PS3.3 C.11.2.1.2-3 windowing with output range [0, 1], float32."""
+    x = x.astype(np.float32, copy=False)
+    c, w = np.float32(center), np.float32(width)
+    if function == "SIGMOID":
+        with np.errstate(over="ignore"):  # exp overflow -> inf -> 0, the correct limit
+            return np.float32(1.0) / (np.float32(1.0) + np.exp(np.float32(-4.0) * (x - c) / w))
+    if function == "LINEAR_EXACT":
+        out = (x - c) / w + np.float32(0.5)
+    elif width == 1:  # LINEAR with width 1 is a threshold
+        return (x > c - np.float32(0.5)).astype(np.float32)
+    else:  # LINEAR
+        out = (x - (c - np.float32(0.5))) / (w - np.float32(1.0)) + np.float32(0.5)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def _should_invert(ds: Dataset) -> bool:
+    pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    shape = str(ds.get("PresentationLUTShape", "")).strip().upper()
+    return pi == "MONOCHROME1" or (pi == "MONOCHROME2" and shape == "INVERSE")
+
+
+def _gray_to_unit(arr: np.ndarray, ds: Dataset, notes: list[str] | None = None) -> np.ndarray:
+    """Stored grayscale values -> float32 in [0, 1], dark = air (modality, VOI, inversion).
+
+    Works on any array of stored values (a frame, or ``np.arange(256)`` to test whether
+    the chain is the identity for the fast path).
+    """
+    notes = [] if notes is None else notes
+    has_mlut = bool(ds.get("ModalityLUTSequence"))
+    has_rescale = "RescaleSlope" in ds and "RescaleIntercept" in ds
+    x = apply_modality_lut(arr, ds) if (has_mlut or has_rescale) else arr
+
+    voi_items = ds.get("VOILUTSequence")
+    center = _first(ds.get("WindowCenter"))
+    width = _first(ds.get("WindowWidth"))
+    function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    valid_window = (
+        center is not None and width is not None
+        and function in ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+        and (width >= 1 if function == "LINEAR" else width > 0)
+    )
+
+    if voi_items and "LUTDescriptor" in voi_items[0] and "LUTData" in voi_items[0]:
+        item = voi_items[0]
+        # The LUT's input is integer modality output; round a rescaled (float) input.
+        xi = x if np.issubdtype(x.dtype, np.integer) else np.rint(x).astype(np.int64)
+        y = apply_voi(xi, ds, index=0)
+        top = max(2.0 ** int(item.LUTDescriptor[2]) - 1, float(_lut_values(item, ds).max()))
+        out = y.astype(np.float32) / np.float32(top)
+        notes.append("VOI LUT Sequence applied")
+    elif valid_window:
+        out = _window(x, center, width, function)
+        vm = ds["WindowCenter"].VM
+        notes.append(
+            f"window C={center:g} W={width:g} {function} applied"
+            + (f" (first of {vm})" if vm > 1 else "")
+        )
+    else:
+        if center is not None or width is not None:
+            notes.append("invalid window ignored; used full range")
+        amin, amax = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+        if np.issubdtype(arr.dtype, np.floating):  # Float Pixel Data: no Bits Stored range
+            lo, hi = amin, amax
+            notes.append("float pixel data: used actual min/max")
+        else:
+            lo, hi = _modality_range(ds)
+            if amin < lo or amax > hi:  # decoder output and header disagree: trust the data
+                lo, hi = amin, amax
+                notes.append("pixel values outside the Bits Stored range; used actual min/max")
+        scale = np.float32(1.0 / (hi - lo)) if hi > lo else np.float32(0.0)
+        out = (x.astype(np.float32) - np.float32(lo)) * scale
+        np.clip(out, 0.0, 1.0, out=out)
+
+    if _should_invert(ds):
+        out = np.float32(1.0) - out
+        pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+        notes.append("MONOCHROME1 inverted" if pi == "MONOCHROME1" else "Presentation LUT INVERSE applied")
+    return out.astype(np.float32, copy=False)
+
+
+def _color_to_unit(arr: np.ndarray, bits: int) -> np.ndarray:
+    """(H, W, 3) RGB of ``bits`` bits -> float32 gray luma in [0, 1]."""
+    gray = arr.astype(np.float32) @ _LUMA
+    gray *= np.float32(1.0 / (2.0**bits - 1))
+    return np.clip(gray, 0.0, 1.0, out=gray)
+
+
+# --------------------------------------------------------------------------- full path
+
+
+def _decode_first_frame(
+    ds: Dataset, path: Path, truncated: bool = False
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """First frame as decoded by pydicom (YBR already converted to RGB), and its properties."""
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        if truncated:
+            raise DicomReadError(path, "truncated file (ended before the Pixel Data)")
+        what = _str_or_none(ds.get("Modality")) or "unknown"
+        raise DicomReadError(path, f"no Pixel Data (not an image; Modality {what})")
+    ts = _transfer_syntax(ds)
+    if ts is None:
+        raise DicomReadError(path, "no Transfer Syntax UID in the file meta; cannot decode")
+    rows, cols = _int_or_none(ds.get("Rows")), _int_or_none(ds.get("Columns"))
+    if not rows or not cols:
+        raise DicomReadError(path, f"zero-size or missing image dimensions (Rows={rows}, Columns={cols})")
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError as exc:
+        raise DicomReadError(path, f"unsupported transfer syntax {ts.name} ({ts})") from exc
+    if not decoder.is_available:
+        raise DicomReadError(path, f"no decoder installed for {ts.name}: pip install {decoder_hint(ts)}")
+    try:
+        arr, props = decoder.as_array(ds, index=0, **as_pixel_options(ds))
+    except Exception as exc:
+        bits = _int_or_none(ds.get("BitsStored")) or 8
+        if ts == JPEGExtended12Bit and bits > 8 and "pylibjpeg" not in decoder.available_plugins:
+            reason = (f"no decoder installed for 12-bit {ts.name} (Pillow/GDCM do 8-bit only): "
+                      "pip install pylibjpeg pylibjpeg-libjpeg")
+        else:
+            prefix = "truncated file: " if truncated else ""
+            reason = f"{prefix}cannot decode {ts.name} pixel data ({_exc_reason(exc)})"
+        raise DicomReadError(path, reason) from exc
+    return arr, props
+
+
+def _to_unit_image(ds: Dataset, path: Path, notes: list[str], truncated: bool = False) -> np.ndarray:
+    """Decode + display chain: float32 (H, W) in [0, 1], dark lungs."""
+    arr, props = _decode_first_frame(ds, path, truncated)
+    n = _n_frames(ds)
+    if n > 1:
+        notes.append(f"multi-frame: used frame 1 of {n}")
+    if arr.size == 0:
+        raise DicomReadError(path, "zero-size pixel array")
+
+    header_pi = (_str_or_none(ds.get("PhotometricInterpretation")) or "").upper()
+    pi = str(getattr(props.get("photometric_interpretation"), "value",
+                     props.get("photometric_interpretation") or header_pi)).upper()
+    spp = int(props.get("samples_per_pixel") or ds.get("SamplesPerPixel") or 1)
+    bits = int(props.get("bits_stored") or ds.get("BitsStored") or 8)
+
+    try:
+        if spp == 1:
+            if arr.ndim != 2:
+                raise DicomReadError(path, f"not a 2-D image: frame shape {arr.shape}")
+            if pi in ("MONOCHROME1", "MONOCHROME2"):
+                image = _gray_to_unit(arr, ds, notes)
+            elif pi == "PALETTE COLOR":
+                rgb = apply_color_lut(arr, ds)
+                # 16-bit LUT entries holding 8-bit values are a known quirk (PS3.3 C.7.6.3.1.5)
+                image = _color_to_unit(rgb, 8 if rgb.max(initial=0) <= 255 else 16)
+                notes.append("PALETTE COLOR converted to gray")
+            else:
+                raise DicomReadError(path, f"unsupported Photometric Interpretation {pi!r} for 1 sample")
+        elif spp == 3:
+            if arr.ndim != 3 or arr.shape[-1] != 3:
+                raise DicomReadError(path, f"not a 2-D colour image: frame shape {arr.shape}")
+            if pi == "RGB":
+                image = _color_to_unit(arr, bits)
+            elif pi.startswith("YBR"):  # decoder left it as YCbCr: Y is the gray
+                image = arr[..., 0].astype(np.float32) * np.float32(1.0 / (2.0**bits - 1))
+                np.clip(image, 0.0, 1.0, out=image)
+            else:
+                raise DicomReadError(path, f"unsupported Photometric Interpretation {pi!r} for 3 samples")
+            notes.append(f"{header_pi or pi} converted to gray")
+        else:
+            raise DicomReadError(path, f"unsupported Samples per Pixel {spp}")
+    except DicomReadError:
+        raise
+    except Exception as exc:  # malformed LUTs, windows, palette...
+        raise DicomReadError(path, f"cannot apply LUT/colour transforms ({_exc_reason(exc)})") from exc
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def read_dicom(path: str | Path) -> Radiograph:
+    """Full decode at the original resolution.
+
+    Returns:
+        :class:`Radiograph` with ``image`` float32 ``(Rows, Columns)`` in [0, 1] (0 = air),
+        ``geometry=None``, ``fast_path=False`` and notes on anything unusual.
+
+    Raises:
+        DicomReadError: for any file that cannot become a radiograph.
+    """
+    path = Path(path)
+    notes: list[str] = []
+    ds, truncated = _dcmread(path, notes)
+    image = _to_unit_image(ds, path, notes, truncated)
+    return Radiograph(image=image, meta=_safe_meta(ds, path), notes=notes)
+
+
+def _safe_meta(ds: Dataset, path: Path) -> DicomMeta:
+    try:
+        return _meta_from_dataset(ds)
+    except Exception as exc:
+        raise DicomReadError(path, f"bad header ({_exc_reason(exc)})") from exc
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+def square_geometry(height: int, width: int, size: int) -> SquareGeometry:
+    """The padding and scale that turn ``(height, width)`` into ``(size, size)``."""
+    if height < 1 or width < 1 or size < 1:
+        raise ValueError(f"need positive sizes, got height={height} width={width} size={size}")
+    side = max(height, width)
+    return SquareGeometry(
+        height=height, width=width, side=side,
+        pad_top=(side - height) // 2, pad_left=(side - width) // 2, size=size,
+    )
+
+
+def _resize_square(square: np.ndarray, size: int) -> np.ndarray:
+    side = square.shape[0]
+    if side == size:
+        return square.copy()
+    interp = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
+    return cv2.resize(square, (size, size), interpolation=interp)
+
+
+def _pad(image: np.ndarray, geo: SquareGeometry) -> np.ndarray:
+    if geo.height == geo.width:
+        return image
+    square = np.zeros((geo.side, geo.side), dtype=image.dtype)
+    square[geo.pad_top : geo.pad_top + geo.height, geo.pad_left : geo.pad_left + geo.width] = image
+    return square
+
+
+def square_and_resize(image: np.ndarray, size: int) -> tuple[np.ndarray, SquareGeometry]:
+    """Pad ``(H, W)`` to a centred square with 0 (air), then resize to ``(size, size)``.
+
+    Args:
+        image: 2-D float array (float32 out) or uint8 (uint8 out); values are not changed
+            except by interpolation.
+        size: output side in pixels.
+
+    Returns:
+        ``(out, geometry)``: ``out`` is ``(size, size)``; ``geometry`` maps boxes the same way.
+        OpenCV ``INTER_AREA`` shrinks, ``INTER_LINEAR`` enlarges.
+    """
+    image = np.asarray(image)
+    if image.ndim != 2 or image.size == 0:
+        raise ValueError(f"expected a non-empty 2-D image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        image = image.astype(np.float32, copy=False)
+    geo = square_geometry(image.shape[0], image.shape[1], int(size))
+    return _resize_square(_pad(image, geo), geo.size), geo
+
+
+def to_uint8(image01: np.ndarray) -> np.ndarray:
+    """``round(clip(x, 0, 1) * 255)`` as uint8 (NaN -> 0); same shape."""
+    x = np.nan_to_num(np.asarray(image01, dtype=np.float32), nan=0.0)
+    return np.rint(np.clip(x, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------- fast path
+
+
+def _fast_path_ok(ds: Dataset) -> bool:
+    """RSNA-like: one 8-bit MONOCHROME2 JPEG Baseline frame whose LUT chain is the identity."""
+    if _transfer_syntax(ds) != JPEGBaseline8Bit or "PixelData" not in ds:
+        return False
+    if (
+        str(ds.get("PhotometricInterpretation", "")).strip().upper() != "MONOCHROME2"
+        or int(ds.get("SamplesPerPixel", 1)) != 1
+        or int(ds.get("BitsAllocated", 0)) != 8
+        or int(ds.get("BitsStored", 0)) != 8
+        or int(ds.get("PixelRepresentation", 0)) != 0
+        or _n_frames(ds) != 1
+    ):
+        return False
+    # Any modality/VOI/presentation transform that changes values rules the fast path out.
+    ramp = np.arange(256, dtype=np.uint8)
+    unit = _gray_to_unit(ramp, ds)
+    return bool(np.allclose(unit, ramp.astype(np.float32) / 255.0, rtol=0, atol=1e-6))
+
+
+def _fast_decode(ds: Dataset, size: int) -> tuple[np.ndarray, SquareGeometry] | None:
+    """Reduced-size libjpeg decode of the single frame + pad + area resize; None if unsure."""
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    geo = square_geometry(rows, cols, size)
+    # Largest DCT scale that keeps the square >= size and the padding on whole reduced pixels,
+    # so the reduced image is exactly the original's block grid (same geometry as the full path).
+    k = 1
+    for cand in (8, 4, 2):
+        if (
+            geo.side // cand >= size
+            and rows % cand == 0 and cols % cand == 0
+            and geo.pad_top % cand == 0 and geo.pad_left % cand == 0
+        ):
+            k = cand
+            break
+    frame = get_frame(ds.PixelData, 0, number_of_frames=1)
+    # A truncated stream decodes "fine" with libjpeg (grey fill + warning): require the EOI marker.
+    if not bytes(frame[-4:]).rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return None
+    img = cv2.imdecode(
+        np.frombuffer(frame, dtype=np.uint8), _REDUCED_FLAGS[k] | cv2.IMREAD_IGNORE_ORIENTATION
+    )
+    if img is None or img.dtype != np.uint8 or img.shape != (rows // k, cols // k):
+        return None
+    reduced = SquareGeometry(
+        height=rows // k, width=cols // k, side=geo.side // k,
+        pad_top=geo.pad_top // k, pad_left=geo.pad_left // k, size=size,
+    )
+    return _resize_square(_pad(img, reduced), size), geo
+
+
+def load_dicom_resized(path: str | Path, size: int = 224, fast: bool = True) -> Radiograph:
+    """Read a DICOM once and return the squared, resized uint8 image (preprocessing's unit).
+
+    Args:
+        path: the DICOM file.
+        size: output side in pixels.
+        fast: allow the reduced-size JPEG decode for RSNA-like files (falls back by itself).
+
+    Returns:
+        :class:`Radiograph` with ``image`` uint8 ``(size, size)`` (0 = air, 255 = bone),
+        ``geometry`` for mapping boxes, ``fast_path`` telling which path ran.
+
+    Raises:
+        DicomReadError: for any file that cannot become a radiograph.
+    """
+    if int(size) < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    size = int(size)
+    path = Path(path)
+    notes: list[str] = []
+    ds, truncated = _dcmread(path, notes)
+    meta = _safe_meta(ds, path)
+    if fast:
+        try:
+            result = _fast_decode(ds, size) if _fast_path_ok(ds) else None
+        except Exception as exc:  # any surprise: the full path decides
+            notes.append(f"fast path failed ({_exc_reason(exc)[:80]}); used full decode")
+            result = None
+        if result is not None:
+            image, geo = result
+            return Radiograph(image=image, meta=meta, notes=notes, geometry=geo, fast_path=True)
+    unit = _to_unit_image(ds, path, notes, truncated)
+    resized, geo = square_and_resize(unit, size)
+    return Radiograph(image=to_uint8(resized), meta=meta, notes=notes, geometry=geo)
+
+
+# --------------------------------------------------------------------------- PNG / JPEG
+
+
+def load_image_file(path: str | Path, size: int = 224) -> Radiograph:
+    """A PNG/JPEG (or any Pillow-readable) image -> uint8 ``(size, size)``, squared like DICOMs.
+
+    Gray is taken as is (8- or 16-bit, scaled to [0, 1] by the bit depth); colour becomes
+    BT.601 luma with a note; alpha is dropped; EXIF orientation is applied. A file that
+    starts like a DICOM is handed to :func:`load_dicom_resized`.
+
+    Raises:
+        DicomReadError: missing, empty or unreadable image (the reason names the problem).
+    """
+    from PIL import Image, ImageOps  # local: only the predict command needs it
+
+    if int(size) < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    path = Path(path)
+    if not path.is_file():
+        raise DicomReadError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise DicomReadError(path, "empty file (0 bytes)")
+    with path.open("rb") as f:
+        head = f.read(132)
+    if head[128:132] == b"DICM":
+        return load_dicom_resized(path, size)
+
+    notes: list[str] = []
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            mode = im.mode
+            if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
+                if mode not in ("1", "L", "LA"):
+                    notes.append(f"{mode} image converted to gray")
+                arr = np.asarray(im.convert("L"), dtype=np.float32) * np.float32(1.0 / 255.0)
+            elif mode.startswith("I;16") or mode == "I":
+                raw = np.asarray(im)
+                top = 65535.0 if mode.startswith("I;16") or raw.max(initial=0) > 255 else 255.0
+                arr = raw.astype(np.float32) * np.float32(1.0 / top)
+            elif mode == "F":
+                arr = np.asarray(im, dtype=np.float32)
+            else:
+                raise DicomReadError(path, f"unsupported image mode {mode!r}")
+    except DicomReadError:
+        raise
+    except Exception as exc:
+        raise DicomReadError(path, f"not a readable PNG/JPEG image ({_exc_reason(exc)})") from exc
+    if arr.ndim != 2 or arr.size == 0:
+        raise DicomReadError(path, f"not a 2-D image: shape {arr.shape}")
+    resized, geo = square_and_resize(np.clip(arr, 0.0, 1.0), int(size))
+    meta = DicomMeta(rows=arr.shape[0], columns=arr.shape[1])
+    return Radiograph(image=to_uint8(resized), meta=meta, notes=notes, geometry=geo)

@@ -1,0 +1,293 @@
+"""How well saliency maps point at the radiologists' boxes, with baselines that see no image.
+
+Conventions:
+
+- ``maps``: (N, H, W) float arrays, one per positive image, any scale (raw CAM in logit units,
+  or normalised [0, 1]); ``boxes``: a list of N lists of ``[x, y, w, h]`` in map pixels (x, y
+  the upper-left corner, as in the RSNA CSV and ``manifest.csv``). Every image needs a box.
+- A pixel ``(row, col)`` spans ``[col, col + 1) x [row, row + 1)`` and belongs to a box when its
+  centre lies inside the box (a box smaller than a pixel still covers the pixel holding its
+  centre). Integer boxes cover exactly ``w * h`` pixels.
+- The metrics: **pointing game** (the map's maximum, first in row-major order on ties, lies
+  in a box), **mass in boxes** (share of the map's positive part, ``ReLU(map)``, inside the
+  union of boxes; pass the signed CAM to measure positive evidence), **IoU** of the thresholded
+  per-image min-max normalised map with the union of boxes (threshold chosen on the
+  validation split).
+- Baselines: a single fixed point (the pixel inside the boxes of most training images), the
+  mean training-box mask used as one map for every image, and uniform-random maps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+Box = Sequence[float]
+IOU_CANDIDATES = np.linspace(0.05, 0.95, 19)
+METRICS = ("pointing_game", "mass_in_boxes", "iou")
+
+
+def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+
+
+def _span(start: float, length: float, limit: int) -> tuple[int, int]:
+    """Pixel index range [lo, hi) whose centres lie in [start, start + length), at least one."""
+    lo = int(np.ceil(start - 0.5))
+    hi = int(np.ceil(start + length - 0.5))
+    if hi <= lo:  # thinner than a pixel: the pixel holding its centre
+        lo = int(np.floor(start + length / 2))
+        hi = lo + 1
+    return max(lo, 0), min(hi, limit)
+
+
+def boxes_to_mask(boxes: Sequence[Box], size: int | tuple[int, int]) -> np.ndarray:
+    """Union of ``[x, y, w, h]`` boxes as a bool mask of shape (size, size) or ``size`` (H, W)."""
+    height, width = _shape(size)
+    mask = np.zeros((height, width), dtype=bool)
+    for box in boxes:
+        x, y, w, h = (float(v) for v in box)
+        c0, c1 = _span(x, w, width)
+        r0, r1 = _span(y, h, height)
+        mask[r0:r1, c0:c1] = True
+    return mask
+
+
+def _masks(boxes: Sequence[Sequence[Box]], shape: tuple[int, int], n: int):
+    if len(boxes) != n:
+        raise ValueError(f"got {n} maps but {len(boxes)} box lists; give one list per map")
+    for i, image_boxes in enumerate(boxes):
+        mask = boxes_to_mask(image_boxes, shape)
+        if not mask.any():
+            raise ValueError(
+                f"image {i} has no box inside the {shape[0]}x{shape[1]} map; localization "
+                "metrics are defined on positive images with boxes only"
+            )
+        yield mask
+
+
+def _as_maps(maps: np.ndarray) -> np.ndarray:
+    maps = np.asarray(maps)
+    if not np.issubdtype(maps.dtype, np.floating):
+        maps = maps.astype(np.float32)
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (N, H, W), got shape {maps.shape}")
+    return maps
+
+
+def _normalize(one_map: np.ndarray) -> np.ndarray:
+    lo, hi = float(one_map.min()), float(one_map.max())
+    return (one_map - lo) / (hi - lo) if hi > lo else np.zeros_like(one_map)
+
+
+def _pointing(one_map: np.ndarray, mask: np.ndarray) -> bool:
+    return bool(mask.flat[int(np.argmax(one_map))])
+
+
+def _mass(one_map: np.ndarray, mask: np.ndarray) -> float:
+    positive = np.maximum(one_map, 0)
+    total = float(positive.sum())
+    return float(positive[mask].sum()) / total if total > 0 else float("nan")
+
+
+def _iou(binary: np.ndarray, mask: np.ndarray) -> float:
+    union = np.logical_or(binary, mask).sum()
+    return float(np.logical_and(binary, mask).sum()) / float(union) if union else float("nan")
+
+
+def pointing_game(maps: np.ndarray, boxes: Sequence[Sequence[Box]]) -> np.ndarray:
+    """(N,) bool: the map's maximum (first one in row-major order on ties) lies inside a box."""
+    maps = _as_maps(maps)
+    masks = _masks(boxes, maps.shape[1:], len(maps))
+    return np.array([_pointing(m, k) for m, k in zip(maps, masks, strict=True)], dtype=bool)
+
+
+def mass_in_boxes(maps: np.ndarray, boxes: Sequence[Sequence[Box]]) -> np.ndarray:
+    """(N,) float in [0, 1]: share of ``ReLU(map)`` inside the union of boxes; nan if no positive mass."""
+    maps = _as_maps(maps)
+    masks = _masks(boxes, maps.shape[1:], len(maps))
+    return np.array([_mass(m, k) for m, k in zip(maps, masks, strict=True)], dtype=np.float64)
+
+
+def thresholded_iou(maps: np.ndarray, boxes: Sequence[Sequence[Box]], threshold: float) -> np.ndarray:
+    """(N,) float in [0, 1]: IoU of ``minmax(map) >= threshold`` with the union of boxes.
+
+    A constant map normalises to zeros, so it selects nothing for ``threshold > 0``.
+    """
+    maps = _as_maps(maps)
+    masks = _masks(boxes, maps.shape[1:], len(maps))
+    return np.array([_iou(_normalize(m) >= threshold, k) for m, k in zip(maps, masks, strict=True)])
+
+
+def _iou_table(maps: np.ndarray, boxes, candidates: np.ndarray) -> np.ndarray:
+    """(N, T) IoU for every candidate threshold, one pass over the images."""
+    maps = _as_maps(maps)
+    masks = _masks(boxes, maps.shape[1:], len(maps))
+    rows = []
+    for one_map, mask in zip(maps, masks, strict=True):
+        norm = _normalize(one_map)
+        rows.append([_iou(norm >= t, mask) for t in candidates])
+    return np.array(rows, dtype=np.float64).reshape(len(maps), len(candidates))
+
+
+def choose_iou_threshold(
+    maps: np.ndarray, boxes: Sequence[Sequence[Box]], candidates: np.ndarray = IOU_CANDIDATES
+) -> float:
+    """The candidate threshold with the best mean IoU (the lowest on ties); use on the val split."""
+    candidates = np.asarray(candidates, dtype=np.float64)
+    means = np.nanmean(_iou_table(maps, boxes, candidates), axis=0)
+    return float(candidates[int(np.nanargmax(means))])
+
+
+def _union_masks(train_boxes: Sequence[Sequence[Box]], size) -> np.ndarray:
+    shape = _shape(size)
+    masks = [boxes_to_mask(b, shape) for b in train_boxes if len(b)]
+    if not masks:
+        raise ValueError("train_boxes holds no box: the baselines need positive training images")
+    return np.stack(masks)
+
+
+def fixed_point_baseline(train_boxes: Sequence[Sequence[Box]], size: int | tuple[int, int]) -> tuple[int, int]:
+    """The pixel ``(x, y)`` inside the boxes of the most training images (first in row-major order)."""
+    counts = _union_masks(train_boxes, size).sum(axis=0)
+    row, col = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    return int(col), int(row)
+
+
+def mean_box_prior(train_boxes: Sequence[Sequence[Box]], size: int | tuple[int, int]) -> np.ndarray:
+    """(H, W) float64 in [0, 1]: per pixel, the share of training images whose boxes cover it."""
+    return _union_masks(train_boxes, size).mean(axis=0)
+
+
+def uniform_random_maps(n: int, size: int | tuple[int, int], seed: int) -> np.ndarray:
+    """(n, H, W) float32 maps of i.i.d. uniform [0, 1) noise from ``np.random.default_rng(seed)``."""
+    return np.random.default_rng(seed).random((n, *_shape(size)), dtype=np.float32)
+
+
+def bootstrap_mean_ci(values, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Mean of ``values`` (nan ignored) and its 95% percentile-bootstrap interval.
+
+    Returns:
+        ``{"value": mean, "ci95": [lo, hi], "n": number of non-nan values}``; nan when none.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return {"value": float("nan"), "ci95": [float("nan"), float("nan")], "n": 0}
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for start in range(0, n_boot, 256):  # chunks bound memory to 256 x N indices
+        stop = min(start + 256, n_boot)
+        means[start:stop] = v[rng.integers(0, v.size, size=(stop - start, v.size))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return {"value": float(v.mean()), "ci95": [float(lo), float(hi)], "n": int(v.size)}
+
+
+def _shared_map_metrics(one_map: np.ndarray, boxes, threshold: float) -> dict[str, np.ndarray]:
+    """The three metrics for one map used for every image (fixed point, mean-box prior)."""
+    norm = _normalize(one_map)
+    binary = norm >= threshold
+    rows = [
+        (_pointing(one_map, k), _mass(one_map, k), _iou(binary, k))
+        for k in _masks(boxes, one_map.shape, len(boxes))
+    ]
+    arr = np.array(rows, dtype=np.float64).reshape(len(boxes), 3)
+    return dict(zip(METRICS, arr.T, strict=True))
+
+
+def _map_metrics(maps: np.ndarray, boxes, threshold: float) -> dict[str, np.ndarray]:
+    maps = _as_maps(maps)
+    rows = [
+        (_pointing(m, k), _mass(m, k), _iou(_normalize(m) >= threshold, k))
+        for m, k in zip(maps, _masks(boxes, maps.shape[1:], len(maps)), strict=True)
+    ]
+    arr = np.array(rows, dtype=np.float64).reshape(len(maps), 3)
+    return dict(zip(METRICS, arr.T, strict=True))
+
+
+def _shared_threshold(one_map: np.ndarray, boxes, candidates=IOU_CANDIDATES) -> float:
+    norm = _normalize(one_map)
+    masks = list(_masks(boxes, one_map.shape, len(boxes)))
+    means = [np.nanmean([_iou(norm >= t, k) for k in masks]) for t in candidates]
+    return float(candidates[int(np.nanargmax(means))])
+
+
+def _summaries(values: dict[str, np.ndarray], n_boot: int, seed: int) -> dict:
+    return {name: bootstrap_mean_ci(values[name], n_boot, seed) for name in METRICS}
+
+
+def localization_report(
+    maps: np.ndarray,
+    boxes: Sequence[Sequence[Box]],
+    train_boxes: Sequence[Sequence[Box]],
+    val_maps: np.ndarray | None = None,
+    val_boxes: Sequence[Sequence[Box]] | None = None,
+    threshold: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ids: Sequence[str] | None = None,
+) -> dict:
+    """All localization metrics with bootstrap intervals and image-free baselines.
+
+    Args:
+        maps: (N, H, W) maps of the evaluated positive images; boxes: N lists of boxes.
+        train_boxes: box lists of the positive training images (for the baselines).
+        val_maps, val_boxes: the validation split, where the IoU threshold is chosen.
+        threshold: a fixed IoU threshold (overrides the choice on val).
+        n_boot, seed: bootstrap resamples and seed (the same seed for every metric).
+        ids: optional N image ids for the per-image table.
+
+    Returns:
+        ``{"pointing_game", "mass_in_boxes", "iou"}`` each ``{"value", "ci95", "n"}``,
+        ``"iou_threshold"`` and ``"iou_threshold_source"`` (``"given"``, ``"val"``, or
+        ``"test"`` when no validation split was given: optimistic), ``"n_images"``,
+        ``"baselines": {"fixed_point", "mean_box_prior", "uniform_random"}`` (each the three
+        metrics, plus ``"point"`` or ``"iou_threshold"``), and ``"per_image"``: a list of
+        dicts (``id``, ``n_boxes``, ``box_fraction`` and the three metrics) for a DataFrame.
+        Baselines choose their own IoU threshold by the same rule: on ``val_boxes`` when
+        given (random maps drawn for the val images), else on the evaluated boxes.
+    """
+    maps = _as_maps(maps)
+    n, shape = len(maps), maps.shape[1:]
+    have_val = val_boxes is not None and len(val_boxes) > 0
+    if threshold is not None:
+        source = "given"
+    elif have_val and val_maps is not None:
+        threshold, source = choose_iou_threshold(val_maps, val_boxes), "val"
+    else:
+        threshold, source = choose_iou_threshold(maps, boxes), "test"
+    values = _map_metrics(maps, boxes, threshold)
+    report: dict = {**_summaries(values, n_boot, seed)}
+    report.update(iou_threshold=float(threshold), iou_threshold_source=source, n_images=n)
+
+    choose_boxes = val_boxes if have_val else boxes
+    x, y = fixed_point_baseline(train_boxes, shape)
+    point_map = np.zeros(shape, dtype=np.float32)
+    point_map[y, x] = 1.0  # a point has no extent: its IoU is near 0 by construction
+    prior = mean_box_prior(train_boxes, shape)
+    prior_t = _shared_threshold(prior, choose_boxes)
+    rand_seed = seed + 1  # not the bootstrap's stream
+    choose_random = uniform_random_maps(len(choose_boxes), shape, rand_seed + 1)
+    random_t = choose_iou_threshold(choose_random, choose_boxes)
+    random_values = _map_metrics(uniform_random_maps(n, shape, rand_seed), boxes, random_t)
+    report["baselines"] = {
+        "fixed_point": {**_summaries(_shared_map_metrics(point_map, boxes, 1.0), n_boot, seed),
+                        "point": [x, y]},
+        "mean_box_prior": {**_summaries(_shared_map_metrics(prior, boxes, prior_t), n_boot, seed),
+                           "iou_threshold": prior_t},
+        "uniform_random": {**_summaries(random_values, n_boot, seed), "iou_threshold": random_t},
+    }
+    area = float(shape[0] * shape[1])
+    report["per_image"] = [
+        {
+            "id": ids[i] if ids is not None else i,
+            "n_boxes": len(boxes[i]),
+            "box_fraction": float(boxes_to_mask(boxes[i], shape).sum()) / area,
+            "pointing_game": bool(values["pointing_game"][i]),
+            "mass_in_boxes": float(values["mass_in_boxes"][i]),
+            "iou": float(values["iou"][i]),
+        }
+        for i in range(n)
+    ]
+    return report

@@ -1,0 +1,360 @@
+"""A trained run applied to new files: load it, preprocess like training, predict, draw the CAM.
+
+:func:`load_run` is shared with :mod:`pneumocam.interpret`: it reads ``weights/<run>/best.pth``
+(``weights_only``), the run's ``config.json`` (normalisation stats, data source) and the
+operating threshold from ``metrics/<run>_eval.json`` (Youden's J on validation; 0.5 with a
+warning when the evaluation is missing).
+
+:func:`predict` takes DICOM files (any transfer syntax :func:`pneumocam.dicom.load_dicom_resized`
+decodes) and PNG/JPEG images (:func:`pneumocam.dicom.load_image_file`), resizes them to the run's
+image size, normalises them with the training mean/std, and for each file prints one line with
+the probability and the decision, and writes ``<out_dir>/<stem>_cam.png``. A file that cannot
+be read is reported on stderr and skipped; the others are still processed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import overlays, paths
+from .checkpoint import load_model_state
+from .data import prepare_batch
+from .errors import ConfigError, DicomReadError, PneumocamError, ProcessedDataError
+from .model import build_model, load_state_dict_checked
+from .processed import read_stats
+from .provenance import provenance, write_json_atomic
+
+DEFAULT_THRESHOLD = 0.5
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # everything else is tried as DICOM
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def warn(message: str) -> None:
+    """Print a warning line to stderr (visible in scripts and notebooks alike)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a :class:`ConfigError`."""
+    if name not in DEVICES:
+        raise ConfigError(f"--device {name!r}: expected one of {DEVICES}.")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu or auto.")
+    return torch.device(name)
+
+
+def normalize_images(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    """uint8 (N, H, W) 0..255 -> float32 tensor (N, 1, H, W), ``(x / 255 - mean) / std``.
+
+    Training's own evaluation transform (:func:`pneumocam.data.prepare_batch` without augmentation),
+    so predictions see exactly what the model saw.
+    """
+    return prepare_batch(torch.from_numpy(np.ascontiguousarray(images)), float(mean), float(std))
+
+
+@dataclass
+class LoadedRun:
+    """A trained run ready to predict.
+
+    Attributes:
+        name: the run name (the weights' parent folder, e.g. ``balanced``).
+        weights: the checkpoint file.
+        model: the ResNet-18 in eval mode on ``device``.
+        device: where the model lives.
+        mean, std: training normalisation on the [0, 1] scale.
+        size: the side (pixels) of the square training images.
+        threshold: the operating threshold on p(pneumonia) in [0, 1].
+        threshold_source: where ``threshold`` came from (eval JSON, or the 0.5 fallback).
+        data_source: ``{"kind": "demo" | "rsna" | "other" | "unknown", "path": ...}``.
+        data_dir: the processed folder the run was trained on (None when unknown).
+        config: the run's ``config.json`` (empty when absent).
+    """
+
+    name: str
+    weights: Path
+    model: nn.Module
+    device: torch.device
+    mean: float
+    std: float
+    size: int
+    threshold: float
+    threshold_source: str
+    data_source: dict[str, Any]
+    data_dir: Path | None
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def demo(self) -> bool:
+        """True when the run was trained on the synthetic demo dataset."""
+        return self.data_source.get("kind") == "demo"
+
+
+def run_name(weights: str | Path) -> str:
+    """The run name: the name of the folder holding the weights (``weights/<run>/best.pth``)."""
+    return Path(weights).resolve().parent.name
+
+
+def read_run_config(weights: str | Path) -> dict[str, Any]:
+    """``config.json`` beside the weights, or {} (with a warning) when absent or unreadable."""
+    path = Path(weights).parent / "config.json"
+    if not path.is_file():
+        warn(f"{path} not found; falling back to the processed data's stats.json.")
+        return {}
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, OSError) as exc:
+        warn(f"{path} is not readable JSON ({exc}); falling back to the processed data's stats.json.")
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def operating_threshold(run: str) -> tuple[float, str]:
+    """The run's operating threshold from ``metrics/<run>_eval.json`` and where it came from.
+
+    Falls back to 0.5 (with a warning on stderr) when the file or its ``operating_threshold``
+    is missing or not a number in [0, 1].
+    """
+    path = paths.metrics_dir() / f"{run}_eval.json"
+    try:
+        value = _number(json.loads(path.read_text()).get("operating_threshold"))
+    except (OSError, json.JSONDecodeError, AttributeError):
+        value = None
+    if value is not None and 0.0 <= value <= 1.0:
+        return value, str(path)
+    warn(f"no operating_threshold in {path}; using {DEFAULT_THRESHOLD}. Evaluate the run first "
+         "(the training scripts write it) to use the validation-tuned threshold.")
+    return DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} ({path} missing or without it)"
+
+
+def _resolve_path(value: Any) -> Path | None:
+    if not value:
+        return None
+    path = Path(str(value))
+    return path if path.is_absolute() else paths.repo_root() / path
+
+
+def resolve_normalisation(config: dict[str, Any], data_dir: Path | None
+                          ) -> tuple[float, float, int, dict[str, Any], Path | None]:
+    """(mean, std, size, data_source, processed folder) for a run.
+
+    The run's ``config.json`` ``stats`` win (they are what training used); the processed
+    folder's ``stats.json`` fills what is missing. ``data_dir`` (explicit) beats the config's
+    ``data_dir``, which beats ``data/Processed``.
+
+    Raises:
+        ConfigError: neither source gives a mean and a std.
+    """
+    run_stats = config.get("stats") if isinstance(config.get("stats"), dict) else {}
+    folder = data_dir or _resolve_path(config.get("data_dir")) or paths.processed_dir()
+    try:
+        folder_stats = read_stats(folder)
+    except ProcessedDataError:
+        folder_stats = {}
+    mean = _number(run_stats.get("mean"))
+    std = _number(run_stats.get("std"))
+    if mean is None or std is None:
+        mean, std = _number(folder_stats.get("mean")), _number(folder_stats.get("std"))
+    if mean is None or std is None or std <= 0:
+        raise ConfigError(
+            f"no normalisation statistics: the run's config.json has no 'stats' with mean/std and "
+            f"{Path(folder) / 'stats.json'} is missing or invalid. Pass --data-dir with the "
+            "processed folder the run was trained on."
+        )
+    size = _number(run_stats.get("size")) or _number(config.get("image_size")) \
+        or _number(folder_stats.get("size")) or 224
+    source = config.get("data_source") or run_stats.get("source") or folder_stats.get("source")
+    if not isinstance(source, dict):
+        source = {"kind": "unknown", "path": None}
+    return mean, std, int(size), source, Path(folder) if folder_stats else None
+
+
+def load_run(weights: str | Path, device: str = "auto", data_dir: str | Path | None = None
+             ) -> LoadedRun:
+    """Load ``weights`` (``weights_only``) into a fresh ResNet-18 with the run's settings.
+
+    Args:
+        weights: ``weights/<run>/best.pth`` (a state_dict) or ``last.pth``.
+        device: ``auto`` | ``cpu`` | ``cuda``.
+        data_dir: processed folder to read ``stats.json`` from when the config lacks stats.
+
+    Raises:
+        CheckpointError: missing, truncated, untrusted (pickled code) or mismatched weights.
+        ConfigError: no normalisation statistics, or ``cuda`` requested without a GPU.
+    """
+    weights = Path(weights)
+    state = load_model_state(weights)  # CheckpointError before anything else is read
+    torch_device = resolve_device(device)
+    name = run_name(weights)
+    config = read_run_config(weights)
+    mean, std, size, source, folder = resolve_normalisation(
+        config, Path(data_dir) if data_dir else None)
+    model = build_model(pretrained=False)
+    load_state_dict_checked(model, state, str(weights))
+    model.to(torch_device).eval()
+    threshold, threshold_source = operating_threshold(name)
+    return LoadedRun(name=name, weights=weights, model=model, device=torch_device, mean=mean,
+                     std=std, size=size, threshold=threshold, threshold_source=threshold_source,
+                     data_source=source, data_dir=folder, config=config)
+
+
+def read_radiograph(path: str | Path, size: int):
+    """A file as a :class:`pneumocam.dicom.Radiograph` of ``size`` x ``size`` uint8 pixels.
+
+    PNG/JPEG (by suffix) go through ``load_image_file``; anything else is read as DICOM.
+
+    Raises:
+        DicomReadError: the file is missing or not a readable image.
+    """
+    from . import dicom  # imported here: only prediction and the test-set submission need it
+
+    path = Path(path)
+    if not path.is_file():
+        raise DicomReadError(path, "file not found")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return dicom.load_image_file(path, size)
+    return dicom.load_dicom_resized(path, size)
+
+
+@dataclass
+class PredictConfig:
+    """Settings of ``scripts/predict.py``.
+
+    Attributes:
+        weights: ``weights/<run>/best.pth``.
+        files: DICOM / PNG / JPEG files to classify.
+        out_dir: where ``<stem>_cam.png`` overlays go (default ``images/predictions``).
+        method: CAM method (one of :data:`pneumocam.cam.METHODS`).
+        device: ``auto`` | ``cpu`` | ``cuda``.
+        csv: optional CSV path for the results table.
+        batch_size: files per forward pass.
+        data_dir: processed folder whose ``stats.json`` is used if the run's config lacks stats.
+    """
+
+    weights: Path
+    files: list[Path]
+    out_dir: Path | None = None
+    method: str = "cam"
+    device: str = "auto"
+    csv: Path | None = None
+    batch_size: int = 16
+    data_dir: Path | None = None
+
+
+@dataclass
+class FilePrediction:
+    """One file's result: ``prob`` in [0, 1] and ``positive`` at the threshold, or ``error``."""
+
+    file: str
+    prob: float | None = None
+    positive: bool | None = None
+    overlay: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def format_prediction(result: FilePrediction, threshold: float) -> str:
+    """``<file>: p(pneumonia) = 0.8312 -> PNEUMONIA (threshold 0.420)``."""
+    decision = "PNEUMONIA" if result.positive else "no pneumonia"
+    return f"{result.file}: p(pneumonia) = {result.prob:.4f} -> {decision} (threshold {threshold:.3f})"
+
+
+def _overlay_name(path: Path, used: set[str]) -> str:
+    name = f"{path.stem}_cam.png"
+    if name in used:  # a.dcm and a.png in one call: keep both overlays
+        name = f"{path.stem}_{path.suffix.lstrip('.') or 'file'}_cam.png"
+    used.add(name)
+    return name
+
+
+def predict(config: PredictConfig, out: TextIO | None = None, err: TextIO | None = None
+            ) -> list[FilePrediction]:
+    """Classify each file, print one line per file, write its CAM overlay.
+
+    Lines go to ``out`` (default stdout); unreadable files are reported on ``err`` (default
+    stderr) and do not stop the others. Writes ``<out_dir>/<stem>_cam.png`` per readable file,
+    ``<out_dir>/predict_config.json`` (config, run, threshold, provenance, results) and, when
+    ``config.csv`` is set, a CSV with ``file, probability, decision, threshold, overlay, error``.
+
+    Returns:
+        One :class:`FilePrediction` per input file, in input order.
+
+    Raises:
+        CheckpointError / ConfigError: the run itself cannot be loaded (nothing is processed).
+    """
+    from .cam import METHODS, compute_cams
+
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if config.method not in METHODS:
+        raise ConfigError(f"--method {config.method!r}: expected one of {METHODS}.")
+    run = load_run(config.weights, config.device, config.data_dir)
+    out_dir = Path(config.out_dir) if config.out_dir else paths.images_dir() / "predictions"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [FilePrediction(file=str(f)) for f in config.files]
+    used: set[str] = set()
+    note = "model trained on synthetic demo data: not a diagnosis" if run.demo else None
+    step = max(1, int(config.batch_size))
+    for start in range(0, len(results), step):
+        chunk = results[start:start + step]
+        images, good = [], []
+        for result in chunk:
+            try:
+                images.append(read_radiograph(result.file, run.size).image)
+                good.append(result)
+            except PneumocamError as exc:
+                result.error = str(exc)
+                print(f"error: {exc}", file=err, flush=True)
+        if not good:
+            continue
+        cams = compute_cams(run.model, normalize_images(np.stack(images), run.mean, run.std),
+                            method=config.method, batch_size=step)
+        for i, result in enumerate(good):
+            result.prob = float(cams.probs[i])
+            result.positive = result.prob >= run.threshold
+            fig = overlays.cam_overlay_figure(
+                images[i], np.asarray(cams.normalized[i]),
+                title=overlays.overlay_title(None, result.prob, None, run.threshold),
+                suptitle=f"{Path(result.file).name} | run {run.name} | {config.method}",
+            )
+            if note:
+                overlays.add_demo_note(fig, note)
+            result.overlay = str(overlays.save_figure(fig, out_dir / _overlay_name(Path(result.file), used)))
+            print(format_prediction(result, run.threshold), file=out, flush=True)
+    rows = [{"file": r.file, "probability": r.prob,
+             "decision": None if r.positive is None else ("pneumonia" if r.positive else "no pneumonia"),
+             "threshold": run.threshold, "overlay": r.overlay, "error": r.error} for r in results]
+    if config.csv:
+        csv_path = Path(config.csv)
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        with csv_path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["file"])
+            writer.writeheader()
+            writer.writerows(rows)
+    write_json_atomic(out_dir / "predict_config.json", {
+        "config": config, "run": run.name, "threshold": run.threshold,
+        "threshold_source": run.threshold_source, "data_source": run.data_source,
+        "normalisation": {"mean": run.mean, "std": run.std, "size": run.size},
+        "results": rows, "provenance": provenance(),
+    })
+    return results

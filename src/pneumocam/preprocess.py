@@ -1,0 +1,790 @@
+"""A folder of RSNA-layout DICOMs -> ``data/Processed`` (parallel, resumable, crash-safe).
+
+:func:`run_preprocess` reads the labels (:mod:`pneumocam.rsna`), splits the patients, decodes
+every labelled DICOM to a ``size x size`` uint8 array (:func:`pneumocam.dicom.load_dicom_resized`:
+dark lungs, padded to a square, ``INTER_AREA``-resized) and writes the contract described in
+:mod:`pneumocam.processed`.
+
+Design decisions:
+
+- **Split** by patient, stratified by label, and a function of the label table, the fractions
+  and the seed only (:func:`split_patients`): which DICOMs decode plays no part, so a corrupt
+  file never moves another patient to a different split.
+- **Parallel and flat in memory**: files are decoded in worker processes
+  (``imap_unordered`` over chunks); each worker writes its array and returns a few numbers
+  (metadata, output boxes, the image's exact integer pixel sum and sum of squares), so the parent
+  never holds the arrays, and the train mean/std are exact and independent of completion order.
+- **Crash-safe and resumable**: an array is written to ``<name>.<pid>.tmp`` in its final folder
+  and renamed (``os.replace``), so a finished ``.npy`` is always whole. A re-run reuses every
+  loadable array of the right shape and dtype and re-reads only that DICOM's *header*
+  (``stop_before_pixels``: view position, sex, age and the original size the boxes need), so no
+  per-image sidecar is kept: the DICOM is the record. ``manifest.csv``, ``skipped.csv`` and
+  ``stats.json`` are written at the end, each atomically, so a run killed at any point and
+  started again ends with the same outputs as one that was never interrupted. Stale ``*.tmp``
+  files are removed at start. An advisory lock (``.preprocess.lock``) keeps two runs out of one
+  folder.
+- **Never mix sources**: ``preprocess_config.json`` (written first) and ``stats.json`` name the
+  source (kind, path, a hash of the labels file) and the parameters; a run whose source or
+  size/split/decode parameters differ from what the folder holds stops with
+  :class:`DataSourceError` unless ``overwrite`` (which first deletes the earlier arrays,
+  manifest, stats and skipped list; nothing else in the folder).
+- **Bad input never stops the run**: every DICOM that fails is listed in ``skipped.csv`` with its
+  reason, as are labels without a DICOM and DICOMs without labels; the run ends with one summary
+  line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from . import dicom, paths, rsna
+from .errors import ConfigError, DataSourceError, DicomReadError, ProcessedDataError
+from .processed import (
+    MANIFEST_COLUMNS,
+    MANIFEST_NAME,
+    SKIPPED_NAME,
+    SPLITS,
+    STATS_NAME,
+    array_relpath,
+    read_manifest,
+    read_stats,
+)
+from .provenance import provenance, write_json_atomic
+
+CONFIG_NAME = "preprocess_config.json"
+LOCK_NAME = ".preprocess.lock"
+SKIPPED_COLUMNS = ("file", "reason")
+REASON_NO_DICOM = f"labelled in {rsna.LABELS_NAME} but no DICOM in {rsna.TRAIN_IMAGES_DIR}/"
+REASON_NO_LABEL = f"DICOM without a row in {rsna.LABELS_NAME} (not used)"
+# Parameters that change the arrays or the split: a folder holds outputs of one setting only.
+_COMPARED_PARAMETERS = ("size", "val_fraction", "test_fraction", "seed", "fast")
+
+
+@dataclass
+class PreprocessConfig:
+    """Settings of one preprocessing run (saved as ``preprocess_config.json`` beside the outputs).
+
+    Attributes:
+        data_dir: RSNA-layout folder (real or demo). None: ``paths.rsna_dir()`` when it holds the
+            real files, else the demo dataset in ``paths.demo_dir()`` (generated on first use).
+        out_dir: output folder; None: ``paths.processed_dir()``.
+        size: side of the square output arrays in pixels.
+        val_fraction, test_fraction: share of patients (per class) in val and test.
+        seed: seed of the patient split.
+        workers: decoding processes; None: ``os.cpu_count()``. 1 decodes in this process.
+        overwrite: delete earlier outputs in ``out_dir`` (any source) before writing.
+        fast: allow the reduced-size JPEG decode (DCT scaling) when it is exact enough.
+        n_demo: images in the demo dataset when it has to be generated.
+        progress: show a tqdm progress bar.
+    """
+
+    data_dir: Path | None = None
+    out_dir: Path | None = None
+    size: int = 224
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    workers: int | None = None
+    overwrite: bool = False
+    fast: bool = True
+    n_demo: int | None = None
+    progress: bool = True
+
+    def parameters(self) -> dict[str, Any]:
+        """The settings that shape the outputs (compared before adding to a folder)."""
+        return {k: getattr(self, k) for k in _COMPARED_PARAMETERS}
+
+
+@dataclass
+class PreprocessSummary:
+    """What one run did.
+
+    Attributes:
+        out_dir: the processed folder.
+        source: ``{"kind": "demo" | "rsna" | "other", "path": ..., ...}``.
+        written: arrays decoded and written by this run.
+        reused: valid arrays found from an earlier (interrupted) run and kept.
+        skipped: DICOMs that could not be read (listed in ``skipped.csv``).
+        missing_dicom: labelled patients without a DICOM.
+        unlabeled: DICOMs without a label row.
+        seconds: wall time of the run (demo generation excluded).
+        images_per_second: ``(written + reused) / seconds``.
+        counts: ``{split: {"0": n, "1": n}}`` of the images in the manifest.
+    """
+
+    out_dir: Path
+    source: dict[str, Any]
+    written: int
+    skipped: int
+    reused: int
+    missing_dicom: int
+    unlabeled: int
+    seconds: float
+    images_per_second: float
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def n_images(self) -> int:
+        """Images in the output (written now or kept from before)."""
+        return self.written + self.reused
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of a run."""
+        kind = self.source.get("kind", "?")
+        tag = " [SYNTHETIC DEMO DATA]" if kind == "demo" else ""
+        return (
+            f"preprocess: {self.n_images} images in {self.out_dir} ({self.written} written, "
+            f"{self.reused} reused), {self.skipped} unreadable, {self.missing_dicom} labels "
+            f"without DICOM, {self.unlabeled} DICOMs without label; source {kind} "
+            f"{self.source.get('path')}{tag}; {self.seconds:.1f} s "
+            f"({self.images_per_second:.1f} images/s)"
+        )
+
+
+# ----------------------------------------------------------------------------- the split
+
+
+def _hash_key(seed: int, patient_id: str) -> str:
+    return hashlib.blake2b(f"{seed}:{patient_id}".encode(), digest_size=8).hexdigest()
+
+
+def split_patients(labels: pd.DataFrame, val_fraction: float = 0.1, test_fraction: float = 0.1,
+                   seed: int = 0) -> pd.DataFrame:
+    """Assign every patient to train/val/test, stratified by ``Target``, reproducibly.
+
+    Within each class the patients are ordered by a seeded hash of their id (independent of the
+    table's row order and of numpy's RNG) and the first ``round(n * test_fraction)`` go to test,
+    the next ``round(n * val_fraction)`` to val, the rest to train.
+
+    Args:
+        labels: :func:`pneumocam.rsna.read_labels` output (``patientId``, ``Target``).
+        val_fraction, test_fraction: shares in [0, 1) with a sum below 1.
+        seed: changes the assignment.
+
+    Returns:
+        DataFrame with ``patientId``, ``Target``, ``split`` and ``order`` (float in (0, 1): sorting
+        a split's rows by it interleaves the classes, so any prefix is class-stratified), sorted
+        by split then order.
+    """
+    _check_fractions(val_fraction, test_fraction)
+    parts = []
+    for target, group in labels.groupby("Target", sort=True):
+        ids = sorted(group["patientId"].astype(str), key=lambda p: (_hash_key(seed, p), p))
+        n = len(ids)
+        n_test = int(np.floor(n * test_fraction + 0.5))
+        n_val = min(int(np.floor(n * val_fraction + 0.5)), n - n_test)
+        bounds = {"test": (0, n_test), "val": (n_test, n_test + n_val), "train": (n_test + n_val, n)}
+        for split, (lo, hi) in bounds.items():
+            m = hi - lo
+            parts.append(pd.DataFrame({
+                "patientId": ids[lo:hi], "Target": int(target), "split": split,
+                "order": (np.arange(m) + 0.5) / max(m, 1),
+            }))
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["patientId", "Target", "split", "order"])
+    out["_s"] = out["split"].map({s: i for i, s in enumerate(SPLITS)})
+    out = out.sort_values(["_s", "order", "Target", "patientId"], kind="stable")
+    return out.drop(columns="_s").reset_index(drop=True)
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ConfigError(
+            f"--val-fraction {val_fraction} and --test-fraction {test_fraction}: each must be in "
+            f"[0, 1) and their sum below 1 (the rest is the training split)."
+        )
+
+
+# ----------------------------------------------------------------------------- data source
+
+
+DEMO_BANNER = """\
+{rule}
+  SYNTHETIC DEMO DATA -- not the RSNA dataset
+  {what}
+  These radiographs are generated; results on them say nothing about pneumonia.
+  For real results download the RSNA Pneumonia Detection Challenge files into
+  {rsna}/ (see the README) and run with --overwrite.
+{rule}"""
+
+
+def demo_banner(what: str) -> str:
+    """The loud notice printed whenever demo data is generated or used."""
+    return DEMO_BANNER.format(rule="=" * 78, what=what, rsna=paths.rsna_dir())
+
+
+def _demo():
+    # Imported lazily: the demo generator is only needed when no data folder is given.
+    from . import demo
+    return demo
+
+
+def resolve_data_dir(data_dir: str | Path | None = None, n_demo: int | None = None,
+                     workers: int | None = None, progress: bool = True) -> Path:
+    """The folder to preprocess.
+
+    An explicit ``data_dir`` must exist. Without one: ``paths.rsna_dir()`` when it holds the real
+    labels CSV and images folder, else the demo dataset in ``paths.demo_dir()``, generated on
+    first use with ``n_demo`` images (default ``DEMO_DEFAULT_N``) under a loud banner.
+
+    Raises:
+        DataSourceError: an explicit ``data_dir`` that is not a folder.
+    """
+    if data_dir is not None:
+        path = Path(data_dir).expanduser()
+        if not path.is_dir():
+            raise DataSourceError(
+                f"--data-dir {path} does not exist (or is not a folder). Point it at an RSNA-layout "
+                f"folder, or leave it out to use {paths.rsna_dir()} or the demo dataset.\n"
+                f"{rsna.EXPECTED_LAYOUT}"
+            )
+        return path.resolve()
+    if rsna.is_rsna_layout(paths.rsna_dir()):
+        return paths.rsna_dir().resolve()
+    demo = _demo()
+    target = paths.demo_dir()
+    if not demo.is_demo_dataset(target):
+        n = int(n_demo or demo.DEMO_DEFAULT_N)
+        print(f"No real data in {paths.rsna_dir()}: generating the SYNTHETIC DEMO dataset "
+              f"({n} images) into {target} (first use).", flush=True)
+        demo.make_demo_dataset(target, n, seed=0, workers=workers, progress=progress)
+    return target.resolve()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_source(data_dir: Path, layout: rsna.RsnaLayout) -> dict[str, Any]:
+    """``{"kind", "path", "labels_sha256"}`` of a data folder (kind refined after decoding)."""
+    kind = "demo" if _demo().is_demo_dataset(data_dir) else "rsna"
+    return {"kind": kind, "path": str(data_dir), "labels_sha256": _file_sha256(layout.labels_csv)}
+
+
+def _final_kind(kind: str, n_images: int, n_synthetic: int) -> str:
+    """Demo marker and DICOM headers must agree; a mixture is ``other``, never ``rsna``."""
+    if n_images == 0:
+        return kind
+    if kind == "demo":
+        return "demo" if n_synthetic == n_images else "other"
+    if n_synthetic == 0:
+        return kind
+    return "demo" if n_synthetic == n_images else "other"
+
+
+# ----------------------------------------------------------------------------- output folder
+
+
+def _earlier_run(out_dir: Path) -> dict[str, Any] | None:
+    """Source and parameters recorded in ``out_dir`` (stats.json, else preprocess_config.json);
+    ``{}`` when arrays or a manifest exist without either; None for an unused folder."""
+    for name in (STATS_NAME, CONFIG_NAME):
+        path = out_dir / name
+        if path.is_file():
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                return {}
+            if isinstance(record, dict) and "source" in record and "parameters" in record:
+                return record
+            return {}
+    has_arrays = any(
+        next((out_dir / s).rglob("*.npy"), None) is not None for s in SPLITS if (out_dir / s).is_dir()
+    )
+    return {} if has_arrays or (out_dir / MANIFEST_NAME).is_file() else None
+
+
+def check_compatible(out_dir: Path, source: dict[str, Any], parameters: dict[str, Any]) -> None:
+    """Refuse to add to a folder that holds outputs of another source or other parameters.
+
+    Raises:
+        DataSourceError: naming both sources (or parameter sets) and the fix.
+    """
+    earlier = _earlier_run(out_dir)
+    if earlier is None:
+        return
+    fix = ("Run again with --overwrite to delete them and start over, or choose another "
+           "--out-dir.")
+    if not earlier:
+        raise DataSourceError(
+            f"{out_dir} already holds processed arrays of unknown origin (no readable {STATS_NAME} "
+            f"or {CONFIG_NAME}); they could be from another data source. {fix}"
+        )
+    old_src = earlier.get("source") or {}
+    same_source = (str(old_src.get("path")) == source["path"]
+                   and old_src.get("labels_sha256") == source["labels_sha256"])
+    if not same_source:
+        raise DataSourceError(
+            f"{out_dir} holds outputs made from another data source:\n"
+            f"  existing: {old_src.get('kind')} data from {old_src.get('path')} "
+            f"(labels sha256 {str(old_src.get('labels_sha256'))[:12]})\n"
+            f"  this run: {source['kind']} data from {source['path']} "
+            f"(labels sha256 {source['labels_sha256'][:12]})\n"
+            f"Demo and real outputs must never mix. {fix}"
+        )
+    old_params = {k: (earlier.get("parameters") or {}).get(k) for k in _COMPARED_PARAMETERS}
+    if old_params != parameters:
+        diff = {k: (old_params[k], parameters[k]) for k in parameters if old_params[k] != parameters[k]}
+        raise DataSourceError(
+            f"{out_dir} holds outputs made with other parameters (existing, this run): {diff}. "
+            f"Arrays of different sizes or splits must not mix. {fix}"
+        )
+
+
+def _clear_outputs(out_dir: Path) -> None:
+    """Delete what preprocessing writes (arrays, manifest, stats, skipped, config) and no more."""
+    for split in SPLITS:
+        shutil.rmtree(out_dir / split, ignore_errors=True)
+    for name in (MANIFEST_NAME, STATS_NAME, SKIPPED_NAME, CONFIG_NAME):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _clean_stale_tmp(out_dir: Path) -> int:
+    """Remove ``*.tmp`` left by a killed run (arrays and atomic JSON/CSV writes)."""
+    stale = [p for p in out_dir.glob(".*.tmp")]
+    for split in SPLITS:
+        if (out_dir / split).is_dir():
+            stale += list((out_dir / split).glob("*/*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
+@contextlib.contextmanager
+def _folder_lock(out_dir: Path) -> Iterator[None]:
+    """Exclusive advisory lock on ``out_dir`` (released by the OS even on SIGKILL)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; run one preprocessing at a time.
+        yield
+        return
+    fh = open(out_dir / LOCK_NAME, "a+")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise DataSourceError(
+                f"another preprocessing run is writing to {out_dir} (it holds {LOCK_NAME}); wait "
+                f"for it to finish or choose another --out-dir."
+            ) from exc
+        yield
+    finally:
+        fh.close()
+
+
+def _write_csv_atomic(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows(rows)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ----------------------------------------------------------------------------- per image
+
+
+@dataclass(frozen=True)
+class _Task:
+    patient_id: str
+    source: str
+    array_path: str
+    boxes: tuple[tuple[float, float, float, float], ...]
+
+
+def _load_valid(path: Path, size: int) -> np.ndarray | None:
+    """The array at ``path`` if it loads as uint8 ``(size, size)``; else None."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    if arr.dtype != np.uint8 or arr.shape != (size, size):
+        return None
+    return arr
+
+
+def save_array_atomic(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to ``<path>.<pid>.tmp`` in the same folder, then ``os.replace`` onto ``path``."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _pixel_sums(image: np.ndarray) -> tuple[int, int]:
+    """Exact integer sum and sum of squares of a uint8 image (order-independent totals)."""
+    hist = np.bincount(image.ravel(), minlength=256).astype(np.int64)
+    levels = np.arange(256, dtype=np.int64)
+    return int(hist @ levels), int(hist @ (levels * levels))
+
+
+def _output_boxes(geometry: Any, boxes: Sequence[Sequence[float]]) -> list[list[float]]:
+    if not boxes:
+        return []
+    out = np.asarray(geometry.boxes_to_output([list(b) for b in boxes]), dtype=float).reshape(-1, 4)
+    return [[round(float(v), 2) for v in box] for box in out]
+
+
+def _process_one(task: _Task, size: int, fast: bool) -> dict[str, Any]:
+    """Decode (or reuse) one image; returns metadata and pixel sums, never the array."""
+    out = Path(task.array_path)
+    result: dict[str, Any] = {"patient_id": task.patient_id}
+    try:
+        array = _load_valid(out, size) if out.exists() else None
+        if array is not None:
+            # Resume: the header alone restores the manifest fields and the box geometry.
+            meta = dicom.read_header(task.source)
+            if not meta.rows or not meta.columns:
+                raise DicomReadError(task.source, "header lacks Rows/Columns")
+            geometry = dicom.square_geometry(meta.rows, meta.columns, size)
+            result.update(status="reused", notes=[], fast_path=None)
+        else:
+            radiograph = dicom.load_dicom_resized(task.source, size=size, fast=fast)
+            array = radiograph.image
+            if array.dtype != np.uint8 or array.shape != (size, size):
+                raise DicomReadError(task.source, f"decoded to {array.shape} {array.dtype}, "
+                                                  f"expected ({size}, {size}) uint8")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            save_array_atomic(out, array)
+            meta, geometry = radiograph.meta, radiograph.geometry
+            result.update(status="written", notes=list(radiograph.notes),
+                          fast_path=bool(radiograph.fast_path))
+        result["boxes"] = _output_boxes(geometry, task.boxes)
+    except DicomReadError as exc:
+        return {**result, "status": "failed", "reason": exc.reason}
+    except Exception as exc:  # a batch job records the failure and carries on
+        return {**result, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    result["sum"], result["sumsq"] = _pixel_sums(array)
+    result.update(
+        view_position=meta.view_position or "",
+        sex=meta.sex or "",
+        age="" if meta.age is None else int(meta.age),
+        is_synthetic=bool(meta.is_synthetic),
+    )
+    return result
+
+
+def _init_worker() -> None:
+    # One OpenCV thread per process: the parallelism is across files.
+    import cv2
+    cv2.setNumThreads(1)
+
+
+def _run_chunk(args: tuple[list[_Task], int, bool]) -> list[dict[str, Any]]:
+    tasks, size, fast = args
+    # pydicom warns on every non-standard value (e.g. RSNA's PatientAge "51" without "Y"); that
+    # would drown the progress bar, and what matters for an image is in its notes or reason.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return [_process_one(t, size, fast) for t in tasks]
+
+
+def _iter_results(tasks: list[_Task], size: int, fast: bool, workers: int,
+                  chunksize: int) -> Iterator[list[dict[str, Any]]]:
+    chunks = [(tasks[i:i + chunksize], size, fast) for i in range(0, len(tasks), chunksize)]
+    if workers <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            yield _run_chunk(chunk)
+        return
+    with multiprocessing.get_context().Pool(min(workers, len(chunks)), _init_worker) as pool:
+        yield from pool.imap_unordered(_run_chunk, chunks)
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _counts(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
+    return {s: {str(t): int(((manifest["split"] == s) & (manifest["label"] == t)).sum())
+                for t in (0, 1)} for s in SPLITS}
+
+
+def _class_counts(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
+    classes = manifest["class"].replace("", "unknown")
+    return {s: {str(k): int(v) for k, v in classes[manifest["split"] == s].value_counts()
+                .sort_index().items()} for s in SPLITS}
+
+
+def _mean_std(results: list[dict[str, Any]], size: int) -> tuple[float, float, str]:
+    """Train-split mean/std on [0, 1] from exact integer sums (all splits if train is empty)."""
+    scope = "train"
+    chosen = [r for r in results if r["split"] == "train"]
+    if not chosen:
+        scope, chosen = "all", results
+    if not chosen:
+        return float("nan"), float("nan"), "none"
+    n = len(chosen) * size * size
+    total = sum(r["sum"] for r in chosen)
+    total_sq = sum(r["sumsq"] for r in chosen)
+    mean = total / n / 255.0
+    var = max(total_sq / n - (total / n) ** 2, 0.0) / 255.0**2
+    return float(mean), float(np.sqrt(var)), scope
+
+
+def run_preprocess(config: PreprocessConfig) -> PreprocessSummary:
+    """Preprocess ``config.data_dir`` into ``config.out_dir`` (see the module docstring).
+
+    Returns:
+        :class:`PreprocessSummary`; ``n_images == 0`` when nothing could be written (then no
+        manifest or stats are written, only ``skipped.csv``).
+
+    Raises:
+        DataSourceError: missing data folder, outputs of another source or other parameters in
+            ``out_dir`` (without ``overwrite``), or another run holding the folder.
+        LabelsError: missing or malformed labels CSV.
+        ConfigError: invalid size, fractions or workers.
+    """
+    if config.size < 8:
+        raise ConfigError(f"--size {config.size}: the output side must be at least 8 pixels.")
+    _check_fractions(config.val_fraction, config.test_fraction)
+    workers = config.workers if config.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: must be at least 1.")
+
+    data_dir = resolve_data_dir(config.data_dir, config.n_demo, config.workers, config.progress)
+    out_dir = Path(config.out_dir or paths.processed_dir()).expanduser().resolve()
+    if out_dir == data_dir or (data_dir in out_dir.parents and out_dir.name in (
+            rsna.TRAIN_IMAGES_DIR, rsna.TEST_IMAGES_DIR)):
+        raise ConfigError(f"--out-dir {out_dir} must not be the data folder or its images folder.")
+    start = time.perf_counter()
+    layout = rsna.find_layout(data_dir)
+    labels = rsna.read_labels(data_dir)
+    source = describe_source(data_dir, layout)
+    if source["kind"] == "demo" and config.data_dir is not None:
+        print(demo_banner(f"Preprocessing the synthetic demo dataset {data_dir}."), flush=True)
+    elif source["kind"] == "demo":
+        print(demo_banner(f"No real data in {paths.rsna_dir()}: using the demo dataset "
+                          f"{data_dir}."), flush=True)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(out_dir):
+        if config.overwrite:
+            _clear_outputs(out_dir)
+        else:
+            check_compatible(out_dir, source, config.parameters())
+        _clean_stale_tmp(out_dir)
+        write_json_atomic(out_dir / CONFIG_NAME, {
+            "config": {**asdict(config), "data_dir": str(data_dir), "out_dir": str(out_dir),
+                       "workers": workers},
+            "source": source, "parameters": config.parameters(), "provenance": provenance(),
+        })
+        summary = _process(config, layout, labels, source, out_dir, workers, start)
+    print(summary.line(), flush=True)
+    return summary
+
+
+def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataFrame,
+             source: dict[str, Any], out_dir: Path, workers: int, start: float) -> PreprocessSummary:
+    size = config.size
+    plan = split_patients(labels, config.val_fraction, config.test_fraction, config.seed)
+    plan = plan.merge(labels[["patientId", "boxes", "class"]], on="patientId", how="left")
+    dicoms = layout.train_dicoms()
+    label_ids = set(plan["patientId"])
+    missing = plan[~plan["patientId"].isin(dicoms)]
+    unlabeled = sorted(set(dicoms) - label_ids)
+    todo = plan[plan["patientId"].isin(dicoms)].reset_index(drop=True)
+    relpaths = [array_relpath(s, t, p)
+                for s, t, p in zip(todo["split"], todo["Target"], todo["patientId"], strict=True)]
+    tasks = [
+        _Task(patient_id=p, source=str(dicoms[p]), array_path=str(out_dir / rel),
+              boxes=tuple(tuple(b) for b in boxes))
+        for p, rel, boxes in zip(todo["patientId"], relpaths, todo["boxes"], strict=True)
+    ]
+    for split in SPLITS:
+        for t in (0, 1):
+            (out_dir / split / str(t)).mkdir(parents=True, exist_ok=True)
+
+    chunksize = max(1, min(16, len(tasks) // max(1, workers * 8)))
+    results: dict[str, dict[str, Any]] = {}
+    with tqdm(total=len(tasks), desc="preprocess", unit="img", disable=not config.progress,
+              file=sys.stderr) as bar:
+        for chunk in _iter_results(tasks, size, config.fast, workers, chunksize):
+            for r in chunk:
+                results[r["patient_id"]] = r
+            bar.update(len(chunk))
+
+    ok = todo.assign(array_file=relpaths)
+    ok = ok[[results[p]["status"] != "failed" for p in ok["patientId"]]].reset_index(drop=True)
+    rows = [results[p] for p in ok["patientId"]]
+    manifest = pd.DataFrame({
+        "patientId": ok["patientId"],
+        "split": ok["split"],
+        "label": ok["Target"].astype(int),
+        "class": ok["class"].fillna(""),
+        "view_position": [r["view_position"] for r in rows],
+        "sex": [r["sex"] for r in rows],
+        "age": [r["age"] for r in rows],
+        "boxes": [json.dumps(r["boxes"]) for r in rows],
+        "source_file": [dicoms[p].resolve().as_posix() for p in ok["patientId"]],
+        "array_file": ok["array_file"],
+    }, columns=list(MANIFEST_COLUMNS))
+
+    failed = [(str(dicoms[p]), results[p]["reason"])
+              for p in todo["patientId"] if results[p]["status"] == "failed"]
+    skipped_rows = sorted(
+        failed
+        + [(str(layout.dicom_path(p)), REASON_NO_DICOM) for p in missing["patientId"]]
+        + [(str(dicoms[p]), REASON_NO_LABEL) for p in unlabeled]
+    )
+    _write_csv_atomic(out_dir / SKIPPED_NAME, SKIPPED_COLUMNS, skipped_rows)
+    _remove_strays(out_dir, set(manifest["array_file"]))
+
+    n_written = sum(r["status"] == "written" for r in results.values())
+    n_reused = sum(r["status"] == "reused" for r in results.values())
+    seconds = time.perf_counter() - start
+    counts = _counts(manifest)
+    n_images = len(manifest)
+    n_synthetic = sum(bool(r["is_synthetic"]) for r in rows)
+    source = {**source, "kind": _final_kind(source["kind"], n_images, n_synthetic),
+              "synthetic_images": n_synthetic}
+    summary = PreprocessSummary(
+        out_dir=out_dir, source=source, written=n_written, reused=n_reused, skipped=len(failed),
+        missing_dicom=len(missing), unlabeled=len(unlabeled), seconds=seconds,
+        images_per_second=n_images / seconds if seconds > 0 else 0.0, counts=counts,
+    )
+    if n_images == 0:
+        # Nothing usable: leave no manifest/stats that a trainer could mistake for data.
+        (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+        (out_dir / STATS_NAME).unlink(missing_ok=True)
+        return summary
+
+    split_of = dict(zip(ok["patientId"], ok["split"], strict=True))
+    for p, r in zip(ok["patientId"], rows, strict=True):
+        r["split"] = split_of[p]
+    mean, std, scope = _mean_std(rows, size)
+    notes = Counter(n for r in rows for n in r.get("notes") or [])
+    test_dicoms = len(rsna.list_dicoms(layout.test_images)) if layout.test_images else 0
+    _write_csv_atomic(out_dir / MANIFEST_NAME, MANIFEST_COLUMNS,
+                      manifest.itertuples(index=False, name=None))
+    write_json_atomic(out_dir / STATS_NAME, {
+        "mean": mean,
+        "std": std,
+        "mean_std_scope": scope,
+        "size": size,
+        "source": source,
+        "counts": counts,
+        "class_counts": _class_counts(manifest),
+        "n_images": n_images,
+        "skipped": {"unreadable": len(failed), "missing_dicom": len(missing),
+                    "unlabeled": len(unlabeled)},
+        "unlabelled_test_images_not_processed": test_dicoms,
+        "parameters": config.parameters(),
+        # This run only (a resumed run decodes fewer files): excluded from output comparisons.
+        "last_run": {
+            "written": n_written, "reused": n_reused, "workers": workers,
+            "seconds": round(seconds, 3), "images_per_second": round(summary.images_per_second, 2),
+            "fast_path_written": sum(r.get("fast_path") is True for r in rows),
+            "decode_notes": dict(notes.most_common(20)),
+        },
+        "provenance": provenance(),
+    })
+    return summary
+
+
+def _remove_strays(out_dir: Path, keep: set[str]) -> int:
+    """Delete arrays not in this run's manifest (e.g. a file that no longer decodes)."""
+    removed = 0
+    for split in SPLITS:
+        for path in (out_dir / split).glob("*/*.npy"):
+            if path.relative_to(out_dir).as_posix() not in keep:
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+# ----------------------------------------------------------------------------- for trainers
+
+
+def processed_is_valid(out_dir: str | Path) -> bool:
+    """True when ``out_dir`` has readable stats and manifest and every listed array exists."""
+    out_dir = Path(out_dir)
+    try:
+        read_stats(out_dir)
+        manifest = read_manifest(out_dir)
+    except ProcessedDataError:
+        return False
+    return all((out_dir / rel).is_file() for rel in manifest["array_file"])
+
+
+def ensure_processed(out_dir: str | Path | None = None, data_dir: str | Path | None = None,
+                     size: int = 224, n_demo: int | None = None, workers: int | None = None,
+                     progress: bool = True) -> Path:
+    """Return a folder of valid processed data, preparing it (demo data if need be) when absent.
+
+    Does nothing when ``out_dir`` already holds valid outputs (any size: trainers read it from
+    ``stats.json``), except say so when they come from the synthetic demo data. Otherwise runs
+    :func:`run_preprocess` with default settings, which generates the demo dataset when no real
+    data is present (saying so loudly).
+
+    Raises:
+        DataSourceError: ``data_dir`` given and the existing outputs come from another folder.
+        ProcessedDataError: preprocessing wrote no image.
+    """
+    out = Path(out_dir or paths.processed_dir()).expanduser().resolve()
+    if processed_is_valid(out):
+        src = read_stats(out).get("source") or {}
+        if data_dir is not None and str(src.get("path")) != str(Path(data_dir).expanduser().resolve()):
+            raise DataSourceError(
+                f"{out} holds data processed from {src.get('path')} ({src.get('kind')}), not from "
+                f"{data_dir}. Run `python scripts/preprocess.py --data-dir {data_dir} --out-dir {out} "
+                f"--overwrite` to replace it, or pass another output folder."
+            )
+        if src.get("kind") != "rsna":
+            print(f"Using processed {src.get('kind')} data in {out} (made from {src.get('path')})."
+                  + (" This is SYNTHETIC DEMO DATA, not RSNA." if src.get("kind") == "demo" else ""),
+                  flush=True)
+            if src.get("kind") == "demo" and rsna.is_rsna_layout(paths.rsna_dir()):
+                print(f"Real RSNA data is present in {paths.rsna_dir()}: run `python "
+                      f"scripts/preprocess.py --overwrite` to use it instead.", flush=True)
+        return out
+    print(f"No valid processed data in {out}: preparing it now.", flush=True)
+    summary = run_preprocess(PreprocessConfig(
+        data_dir=Path(data_dir) if data_dir is not None else None, out_dir=out, size=size,
+        workers=workers, n_demo=n_demo, progress=progress,
+    ))
+    if summary.n_images == 0:
+        raise ProcessedDataError(
+            f"preprocessing {summary.source.get('path')} wrote no image; see "
+            f"{out / SKIPPED_NAME} for the reasons."
+        )
+    return out
+
+
+__all__ = [
+    "CONFIG_NAME", "PreprocessConfig", "PreprocessSummary", "check_compatible", "demo_banner",
+    "describe_source", "ensure_processed", "processed_is_valid", "resolve_data_dir",
+    "run_preprocess", "save_array_atomic", "split_patients",
+]

@@ -1,0 +1,1077 @@
+"""The trainer shared by the original and the balanced run (they differ only in ``sampler``).
+
+``train(TrainConfig(...)) -> TrainResult`` trains a 1-channel ResNet-18 on ``data/Processed``,
+writes one row per epoch to ``metrics/<run>.csv``, keeps ``weights/<run>/{best,last}.pth`` and
+``config.json``, then evaluates the best epoch's model (chosen by validation ROC AUC) on the
+validation and test splits: ``metrics/<run>_predictions_{val,test}.csv`` and
+:func:`pneumocam.evaluation.evaluate_run` (``metrics/<run>_eval.json``, ``images/<run>/``).
+
+Speed: on CUDA the training split sits on the GPU as uint8 and sampling, augmentation and
+normalisation run there in batches (bf16 autocast, channels_last, cudnn.benchmark, fused AdamW,
+the loss summed on the device and read once per epoch); on CPU a ``DataLoader`` feeds the same
+epoch function. Reproducibility: every random draw of epoch ``e`` comes from generators seeded
+by ``(seed, e)``, so a run resumed from ``last.pth`` ends exactly where an uninterrupted one
+would on CPU. Under ``torchrun`` the model is wrapped in DistributedDataParallel, the balanced
+draw is split between ranks, validation predictions are gathered before metrics are computed,
+and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import dataclasses
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from . import paths
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import (
+    SAMPLERS,
+    AugmentConfig,
+    DeviceBatches,
+    LoaderBatches,
+    class_counts,
+    epoch_seed,
+    make_generator,
+    prepare_batch,
+)
+from .errors import CheckpointError, ConfigError, PneumocamError, ProcessedDataError
+from .metrics import safe_average_precision, safe_roc_auc, threshold_metrics
+from .model import CAM_LAYER, build_model, load_state_dict_checked
+from .processed import SPLITS, load_split, read_manifest, read_stats
+from .provenance import provenance, write_json_atomic
+
+CSV_COLUMNS = (
+    "epoch", "train_loss", "val_loss", "val_auc", "val_ap", "val_accuracy", "val_sensitivity",
+    "val_specificity", "val_precision", "val_f1", "lr", "epoch_seconds", "images_per_second",
+)
+TIMING_COLUMNS = ("epoch_seconds", "images_per_second")
+PREDICTION_COLUMNS = ("patientId", "label", "prob", "view_position", "class")
+SCHEDULES = ("cosine", "onecycle", "constant")
+CHECKPOINT_FORMAT = "pneumocam-train-v1"
+
+# Defaults; None in TrainConfig means "this default" (or, with --resume, the checkpoint's value).
+FULL_EPOCHS = 20           # real RSNA data
+DEMO_EPOCHS = 6            # the 1600-image demo: about 5.5 min on 2 CPU cores
+DEFAULT_LR = 1e-3
+DEFAULT_WEIGHT_DECAY = 1e-4
+CPU_BATCH = 32
+GPU_BATCH = 256
+WARMUP_FRACTION = 0.05     # of all steps, linear warm-up before the cosine decay
+
+# Settings that decide the trajectory: a resumed run must use the same ones.
+_RESUME_KEYS = ("sampler", "epochs", "batch_size", "lr", "weight_decay", "schedule", "seed",
+                "limit", "pos_weight", "world_size", "image_size", "n_train", "data_mean",
+                "data_std", "pretrained")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run. ``None`` means the default (picked from the data: short on
+    the demo, full-length on real data), or with ``resume`` the interrupted run's own value.
+
+    Attributes:
+        run_name: names ``weights/<run>/``, ``metrics/<run>*.csv|json``, ``images/<run>/``.
+        sampler: ``"balanced"`` (WeightedRandomSampler, weight 1/class count) or
+            ``"original"`` (plain shuffling): the only difference between the two runs.
+        data_dir: processed folder (default ``data/Processed``).
+        epochs, batch_size (per process), lr, weight_decay: optimisation (AdamW).
+        schedule: ``"cosine"`` (linear warm-up over 5% of the steps, then cosine to 0),
+            ``"onecycle"`` or ``"constant"``; stepped every batch.
+        seed: seeds the model's initialisation and every per-epoch draw.
+        device: ``"auto"`` (CUDA when available) | ``"cpu"`` | ``"cuda"``.
+        workers: DataLoader workers on the CPU path (default 0: the arrays are in memory).
+        resume: continue from ``weights/<run>/last.pth``. overwrite: replace an existing run.
+        pretrained: start from ImageNet weights (download needed). compile: ``torch.compile``.
+        limit: use only the first ``limit`` training images (class-stratified), for smoke runs.
+        pos_weight: BCE positive-class weight: ``"auto"`` (n_neg/n_pos of the training images),
+            a number, or ``"none"``.
+        n_boot: bootstrap resamples of the final evaluation.
+        channels_last: NHWC memory format (default on: faster on CPU and GPU).
+        progress: tqdm progress bars (rank 0 only).
+    """
+
+    run_name: str = "balanced"
+    sampler: str = "balanced"
+    data_dir: Path | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    seed: int | None = None
+    device: str = "auto"
+    workers: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    pretrained: bool | None = None
+    compile: bool = False
+    limit: int | None = None
+    pos_weight: str | float | None = None
+    n_boot: int = 1000
+    channels_last: bool = True
+    progress: bool = True
+
+
+@dataclass
+class EpochStats:
+    """What one call of :func:`train_one_epoch` did."""
+
+    loss_sum: float
+    n_images: int
+    steps: int
+    seconds: float
+    lr_mean: float
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.n_images, 1)
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`train` (on ranks other than 0: no predictions or evaluation)."""
+
+    run: str
+    settings: dict[str, Any]
+    history: list[dict[str, float]]
+    best_epoch: int
+    best_val_auc: float
+    weights_dir: Path
+    metrics_csv: Path
+    predictions: dict[str, Path] = field(default_factory=dict)
+    evaluation: dict[str, Any] | None = None
+
+
+@dataclass
+class StepContext:
+    """Everything one optimisation step needs; built once per run (see :func:`train`)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: nn.Module
+    mean: float
+    std: float
+    device: torch.device
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    channels_last: bool = True
+    amp_dtype: torch.dtype | None = None  # bf16 on CUDA, None (fp32) on CPU
+
+
+# --------------------------------------------------------------------------- distributed
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    initialized_here: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_kind: str) -> DistInfo:
+    """Join the process group torchrun describes (NCCL on CUDA, Gloo on CPU); single process
+    when ``WORLD_SIZE`` is unset or 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    created = False
+    if not dist.is_initialized():
+        backend = "nccl" if device_kind == "cuda" else "gloo"
+        if device_kind == "cuda":
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend)
+        created = True
+    return DistInfo(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank,
+                    initialized_here=created)
+
+
+def _barrier(info: DistInfo) -> None:
+    if info.world > 1:
+        dist.barrier()
+
+
+def gather_predictions(index: torch.Tensor, values: torch.Tensor, info: DistInfo
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-gather per-rank ``(index (n_r,), values (n_r,))`` shards of uneven length.
+
+    Shards are padded to the longest one with index -1 for the collective, the padding is
+    dropped, and the result is sorted by index: every original item exactly once.
+    """
+    if info.world <= 1:
+        order = torch.argsort(index)
+        return index[order], values[order]
+    n_local = torch.tensor([index.numel()], device=index.device)
+    sizes = [torch.zeros_like(n_local) for _ in range(info.world)]
+    dist.all_gather(sizes, n_local)
+    longest = int(max(int(s) for s in sizes))
+    pad = longest - index.numel()
+    idx = torch.cat([index, torch.full((pad,), -1, dtype=index.dtype, device=index.device)])
+    val = torch.cat([values, torch.zeros(pad, dtype=values.dtype, device=values.device)])
+    idx_all = [torch.empty_like(idx) for _ in range(info.world)]
+    val_all = [torch.empty_like(val) for _ in range(info.world)]
+    dist.all_gather(idx_all, idx)
+    dist.all_gather(val_all, val)
+    idx_cat, val_cat = torch.cat(idx_all), torch.cat(val_all)
+    keep = idx_cat >= 0
+    idx_cat, val_cat = idx_cat[keep], val_cat[keep]
+    order = torch.argsort(idx_cat)
+    return idx_cat[order], val_cat[order]
+
+
+# --------------------------------------------------------------------------- devices, seeds
+
+def resolve_device(name: str, info: DistInfo = DistInfo()) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {name!r}: expected auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but PyTorch sees no CUDA GPU; use --device cpu or auto.")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", info.local_rank)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def _backend_settings(device: torch.device, deterministic: bool):
+    """Deterministic kernels on CPU; cudnn autotuning and TF32 on CUDA; restored afterwards."""
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+        elif deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
+        torch.backends.cuda.matmul.allow_tf32 = saved[3]
+
+
+def _set_cpu_threads(info: DistInfo) -> None:
+    """Share the cores between local processes, unless OMP_NUM_THREADS already decides."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(info.world)))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy, torch and CUDA RNG states as tensors and plain types
+    (loadable with ``weights_only=True``)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, pystate, gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "state": list(pystate), "gauss": gauss},
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`rng_state`."""
+    torch.set_rng_state(state["torch"].cpu())
+    np_state = state["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError, IndexError):
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+# --------------------------------------------------------------------------- settings
+
+def _parse_pos_weight(value: str | float | None) -> str | float | None:
+    if value is None or isinstance(value, (int, float)):
+        return None if value is None else float(value)
+    text = str(value).strip().lower()
+    if text in ("none", "off", ""):
+        return None
+    if text == "auto":
+        return "auto"
+    try:
+        number = float(text)
+    except ValueError as exc:
+        raise ConfigError(f"--pos-weight {value!r}: expected 'auto', 'none' or a number") from exc
+    if not number > 0:
+        raise ConfigError(f"--pos-weight {value!r}: must be positive")
+    return number
+
+
+def resolve_settings(config: TrainConfig, stats: dict[str, Any], device: torch.device,
+                     info: DistInfo, previous: dict[str, Any] | None = None
+                     ) -> tuple[dict[str, Any], list[str]]:
+    """Fill every unset (None) setting: from ``previous`` (the checkpoint's, on resume), else
+    from defaults that depend on the data source and the device.
+
+    Returns:
+        ``(settings, notes)``: a flat dict of plain values, and one line per default picked,
+        saying why.
+    """
+    previous = previous or {}
+    kind = (stats.get("source") or {}).get("kind", "other")
+    notes: list[str] = []
+
+    def pick(name: str, default: Any, why: str) -> Any:
+        value = getattr(config, name)
+        if value is not None:
+            return value
+        if name in previous:
+            notes.append(f"{name}={previous[name]!r} (from the checkpoint being resumed)")
+            return previous[name]
+        notes.append(f"{name}={default!r} ({why})")
+        return default
+
+    if kind == "demo":
+        epochs_default, why = DEMO_EPOCHS, ("stats.json source kind is 'demo': a short schedule "
+                                            "so the whole demo runs in minutes on a CPU")
+    else:
+        epochs_default, why = FULL_EPOCHS, f"stats.json source kind is {kind!r}: full-length training"
+    on_gpu = device.type == "cuda"
+    settings: dict[str, Any] = {
+        "run_name": config.run_name,
+        "sampler": config.sampler,
+        "epochs": int(pick("epochs", epochs_default, why)),
+        "batch_size": int(pick("batch_size", GPU_BATCH if on_gpu else CPU_BATCH,
+                               f"default per-process batch on {device.type}")),
+        "lr": float(pick("lr", DEFAULT_LR, "AdamW default")),
+        "weight_decay": float(pick("weight_decay", DEFAULT_WEIGHT_DECAY, "AdamW default")),
+        "schedule": str(pick("schedule", "cosine", "warm-up then cosine decay")),
+        "seed": int(pick("seed", 0, "default seed")),
+        "pretrained": bool(pick("pretrained", False, "random init, as in the original study")),
+        "limit": config.limit if config.limit is not None else previous.get("limit"),
+        "pos_weight": _parse_pos_weight(config.pos_weight if config.pos_weight is not None
+                                        else previous.get("pos_weight_setting")),
+        "device": str(device),
+        "world_size": info.world,
+        "compile": bool(config.compile),
+        "channels_last": bool(config.channels_last),
+        "n_boot": int(config.n_boot),
+        "data_kind": kind,
+    }
+    settings["pos_weight_setting"] = settings["pos_weight"]
+    if config.sampler not in SAMPLERS:
+        raise ConfigError(f"sampler {config.sampler!r}: expected one of {SAMPLERS}")
+    if settings["schedule"] not in SCHEDULES:
+        raise ConfigError(f"schedule {settings['schedule']!r}: expected one of {SCHEDULES}")
+    for name in ("epochs", "batch_size"):
+        if settings[name] < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if not settings["lr"] > 0:
+        raise ConfigError("--lr must be positive")
+    if settings["limit"] is not None and settings["limit"] < 2:
+        raise ConfigError("--limit must be at least 2 (one image of each class)")
+    if config.workers is not None and config.workers < 0:
+        raise ConfigError("--workers must be 0 or more")
+    return settings, notes
+
+
+def lr_factor(step: int, total_steps: int, schedule: str) -> float:
+    """Multiplier of the base learning rate at optimisation step ``step`` (0-based)."""
+    if schedule == "constant":
+        return 1.0
+    warmup = max(1, int(round(WARMUP_FRACTION * total_steps)))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float,
+                   device: torch.device) -> torch.optim.Optimizer:
+    """AdamW; the fused CUDA kernel on GPUs (one launch for all parameters)."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
+                             fused=device.type == "cuda")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, lr: float,
+                   total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step schedule: ``cosine``/``constant`` via LambdaLR, or OneCycleLR."""
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr,
+                                                   total_steps=max(2, total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, schedule))
+
+
+# --------------------------------------------------------------------------- data checks
+
+def check_processed_dir(processed: Path) -> None:
+    """ProcessedDataError naming what to run when ``processed`` is missing or empty."""
+    fix = ("Run `python scripts/preprocess.py` to build it from the RSNA DICOMs, or run "
+           "`python scripts/train_balanced.py` without --data-dir, which prepares the demo data.")
+    if not processed.is_dir():
+        raise ProcessedDataError(f"{processed}: processed data folder not found. {fix}")
+    if not any(processed.iterdir()):
+        raise ProcessedDataError(f"{processed}: processed data folder is empty. {fix}")
+    if not (processed / "stats.json").is_file() or not (processed / "manifest.csv").is_file():
+        raise ProcessedDataError(f"{processed}: no stats.json/manifest.csv, so preprocessing did "
+                                 f"not finish. {fix}")
+
+
+def check_two_classes(manifest: pd.DataFrame, processed: Path) -> None:
+    """Each split must hold both classes (ROC AUC and the balanced sampler need them)."""
+    for split in SPLITS:
+        labels = manifest.loc[manifest["split"] == split, "label"]
+        if labels.empty:
+            raise ProcessedDataError(f"{processed / 'manifest.csv'}: the {split!r} split is empty. "
+                                     "Re-run `python scripts/preprocess.py --overwrite`.")
+        present = sorted(set(labels.tolist()))
+        if present != [0, 1]:
+            raise ProcessedDataError(
+                f"{processed / 'manifest.csv'}: the {split!r} split holds only class {present[0]} "
+                f"({len(labels)} images); training and ROC AUC need positives and negatives in "
+                "every split. Re-run `python scripts/preprocess.py --overwrite` on data with both "
+                "classes (or a larger subset).")
+
+
+def limited_rows(rows: pd.DataFrame, limit: int | None) -> pd.DataFrame:
+    """The first ``limit`` rows keeping the class ratio (at least one of each class), in
+    manifest order; all rows when ``limit`` is None or not smaller."""
+    if limit is None or limit >= len(rows):
+        return rows.reset_index(drop=True)
+    pos = rows[rows["label"] == 1]
+    neg = rows[rows["label"] == 0]
+    n_pos = min(len(pos), max(1, int(round(limit * len(pos) / len(rows)))))
+    n_neg = min(len(neg), limit - n_pos)
+    keep = pd.concat([pos.iloc[:n_pos], neg.iloc[:n_neg]]).sort_index()
+    return keep.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- epochs
+
+def train_one_epoch(ctx: StepContext, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    generator: torch.Generator, max_steps: int | None = None,
+                    progress: Any = None) -> EpochStats:
+    """Optimise over ``batches`` (uint8 (B,H,W) images, float (B,) labels).
+
+    Each step: to the device, [0,1] floats, random affine (``generator`` on ``ctx.device``),
+    normalisation, forward (bf16 autocast on CUDA), BCE-with-logits, backward, AdamW step,
+    scheduler step. The loss is summed on the device and read once at the end; on CUDA the
+    timing includes a synchronize.
+
+    Args:
+        max_steps: stop after this many steps (benchmarks); None = the whole epoch.
+        progress: an optional tqdm bar advanced once per step.
+    """
+    model, opt, sched = ctx.model, ctx.optimizer, ctx.scheduler
+    model.train()
+    loss_sum = torch.zeros((), dtype=torch.float32, device=ctx.device)
+    n_images, steps, lr_sum = 0, 0, 0.0
+    start = time.perf_counter()
+    for images, labels in batches:
+        if max_steps is not None and steps >= max_steps:
+            break
+        images = images.to(ctx.device, non_blocking=True)
+        labels = labels.to(ctx.device, non_blocking=True)
+        x = prepare_batch(images, ctx.mean, ctx.std, generator, ctx.augment, ctx.channels_last)
+        with torch.autocast(ctx.device.type, dtype=ctx.amp_dtype or torch.float32,
+                            enabled=ctx.amp_dtype is not None):
+            logits = model(x).squeeze(1)
+        loss = ctx.loss_fn(logits.float(), labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        lr_sum += float(opt.param_groups[0]["lr"])  # python float: the lr this step uses
+        opt.step()
+        sched.step()
+        loss_sum += loss.detach() * labels.shape[0]
+        n_images += int(labels.shape[0])
+        steps += 1
+        if progress is not None:
+            progress.update(1)
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    seconds = time.perf_counter() - start
+    return EpochStats(loss_sum=float(loss_sum.item()), n_images=n_images, steps=steps,
+                      seconds=seconds, lr_mean=lr_sum / max(steps, 1))
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, mean: float, std: float,
+                   device: torch.device, batch_size: int = 256, channels_last: bool = True,
+                   amp_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Logits of ``model`` in eval mode for uint8 (N, H, W) images (any device): float32 (N,)
+    on ``device``. Images are only normalised (no augmentation). Restores the model's mode."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        batch = images[start:start + batch_size].to(device, non_blocking=True)
+        x = prepare_batch(batch, mean, std, channels_last=channels_last)
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
+            out.append(model(x).squeeze(1).float())
+    model.train(was_training)
+    if not out:
+        return torch.zeros(0, device=device)
+    return torch.cat(out)
+
+
+def predict_proba(model: nn.Module, images: np.ndarray, mean: float, std: float,
+                  device: str | torch.device = "cpu", batch_size: int = 64) -> np.ndarray:
+    """Pneumonia probabilities for uint8 (N, H, W) images: float64 (N,) in [0, 1].
+
+    Normalises with the training split's ``mean``/``std`` (stats.json); no augmentation.
+    """
+    device = torch.device(device)
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    logits = predict_logits(model, torch.as_tensor(images), mean, std, device, batch_size,
+                            channels_last=True, amp_dtype=amp)
+    return torch.sigmoid(logits).double().cpu().numpy()
+
+
+def validation_row(labels: np.ndarray, logits: np.ndarray, loss_fn: nn.Module
+                   ) -> dict[str, float]:
+    """Validation loss, ROC AUC, AP and the threshold-0.5 metrics from gathered logits."""
+    prob = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    loss = float(loss_fn(torch.from_numpy(logits).float(),
+                         torch.from_numpy(labels).float()).item())
+    at_half = threshold_metrics(labels, prob, 0.5)
+    return {
+        "val_loss": loss,
+        "val_auc": safe_roc_auc(labels, prob),
+        "val_ap": safe_average_precision(labels, prob),
+        "val_accuracy": at_half["accuracy"],
+        "val_sensitivity": at_half["sensitivity"],
+        "val_specificity": at_half["specificity"],
+        "val_precision": at_half["precision"],
+        "val_f1": at_half["f1"],
+    }
+
+
+# --------------------------------------------------------------------------- files
+
+def run_files(run: str) -> dict[str, Path]:
+    """Every file a run writes, by role."""
+    wdir = paths.run_weights_dir(run)
+    mdir = paths.metrics_dir()
+    return {
+        "weights_dir": wdir,
+        "best": wdir / "best.pth",
+        "last": wdir / "last.pth",
+        "config": wdir / "config.json",
+        "csv": mdir / f"{run}.csv",
+        "pred_val": mdir / f"{run}_predictions_val.csv",
+        "pred_test": mdir / f"{run}_predictions_test.csv",
+        "eval": mdir / f"{run}_eval.json",
+    }
+
+
+def _existing_run_files(files: dict[str, Path]) -> list[Path]:
+    roles = ("best", "last", "config", "csv", "pred_val", "pred_test", "eval")
+    return [files[r] for r in roles if files[r].exists()]
+
+
+def append_csv_row(path: Path, row: dict[str, Any]) -> None:
+    """Append one epoch's row (header first if the file is new), flushed and fsynced."""
+    new = not path.exists() or path.stat().st_size == 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite the metrics CSV from the checkpoint's history (drops rows of epochs the
+    checkpoint never reached), atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _csv_value(v: Any) -> Any:
+    return repr(float(v)) if isinstance(v, float) else v
+
+
+# --------------------------------------------------------------------------- the run
+
+def _load_resume_checkpoint(files: dict[str, Path]) -> dict[str, Any]:
+    if not files["last"].is_file():
+        raise CheckpointError(
+            f"{files['last']}: not found, so there is nothing to resume. Run without --resume to "
+            "start the run (or check --run-name).")
+    ckpt = load_checkpoint(files["last"])
+    required = ("model", "optimizer", "scheduler", "epoch", "best_auc", "best_epoch", "history",
+                "rng", "settings")
+    if (not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT
+            or any(k not in ckpt for k in required)):
+        raise CheckpointError(
+            f"{files['last']}: not a training checkpoint of this project (no "
+            f"format={CHECKPOINT_FORMAT!r}). Start a new run with --overwrite.")
+    return ckpt
+
+
+def _check_resume_settings(saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
+    diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}"
+             for k in _RESUME_KEYS if saved.get(k) != now.get(k)]
+    if diffs:
+        raise CheckpointError(
+            f"{path} does not match this run's settings/data ({'; '.join(diffs)}). Resume with "
+            "the settings in its config.json and the same data, or start afresh with --overwrite "
+            "(or another --run-name).")
+
+
+def _print(info: DistInfo, *args: Any) -> None:
+    if info.is_main:
+        print(*args, flush=True)
+
+
+def _make_progress(info: DistInfo, enabled: bool, total: int, desc: str) -> Any:
+    if not (enabled and info.is_main):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are optional
+        return None
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+def _fits_on_gpu(n_bytes: int, device: torch.device) -> bool:
+    """Hold the split on the GPU when it takes at most a quarter of the free memory."""
+    free, _ = torch.cuda.mem_get_info(device)
+    return n_bytes <= free // 4
+
+
+def make_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, sampler: str,
+                 seed: int, device: torch.device, info: DistInfo = DistInfo(),
+                 workers: int | None = None) -> DeviceBatches | LoaderBatches:
+    """The training batch source: split resident on the GPU when it fits, else a DataLoader.
+
+    Args:
+        images: uint8 (N, H, W); labels: int (N,) 0/1.
+    """
+    if device.type == "cuda" and _fits_on_gpu(images.nbytes, device):
+        return DeviceBatches(torch.as_tensor(images).to(device), torch.as_tensor(labels).to(device),
+                             batch_size, sampler, seed, info.rank, info.world)
+    return LoaderBatches(images, labels, batch_size, sampler, seed,
+                         workers=0 if workers is None else workers,
+                         pin_memory=device.type == "cuda", rank=info.rank, world=info.world)
+
+
+def _prediction_frame(split_rows: pd.DataFrame, prob: np.ndarray) -> pd.DataFrame:
+    df = pd.DataFrame({
+        "patientId": split_rows["patientId"].astype(str).to_numpy(),
+        "label": split_rows["label"].astype(int).to_numpy(),
+        "prob": prob.astype(np.float64),
+        "view_position": split_rows.get("view_position", pd.Series([""] * len(split_rows))),
+        "class": split_rows.get("class", pd.Series([""] * len(split_rows))),
+    })
+    return df[list(PREDICTION_COLUMNS)]
+
+
+def train(config: TrainConfig,
+          on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
+    """Train, checkpoint every epoch, pick the best epoch by validation ROC AUC, evaluate it.
+
+    Args:
+        config: the run's settings (see :class:`TrainConfig`).
+        on_epoch_end: called on every rank as ``on_epoch_end(epoch, row)`` after the epoch's
+            row and checkpoints are written (used by tests and notebooks).
+
+    Returns:
+        :class:`TrainResult`; its ``evaluation`` is the dict of ``evaluate_run`` (rank 0).
+
+    Raises:
+        ProcessedDataError: missing/empty processed data or a one-class split.
+        ConfigError: invalid settings, or an existing run without resume/overwrite.
+        CheckpointError: a resume checkpoint that is missing, untrusted or does not fit.
+    """
+    info = setup_distributed("cuda" if config.device == "cuda" or (
+        config.device == "auto" and torch.cuda.is_available()) else "cpu")
+    try:
+        return _train(config, info, on_epoch_end)
+    finally:
+        if info.initialized_here and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(config: TrainConfig, info: DistInfo,
+           on_epoch_end: Callable[[int, dict[str, Any]], None] | None) -> TrainResult:
+    device = resolve_device(config.device, info)
+    if device.type == "cpu":
+        _set_cpu_threads(info)
+    processed = Path(config.data_dir) if config.data_dir is not None else paths.processed_dir()
+    check_processed_dir(processed)
+    stats = read_stats(processed)
+    manifest = read_manifest(processed)
+    check_two_classes(manifest, processed)
+
+    files = run_files(config.run_name)
+    if config.resume and config.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pass one.")
+    existing = _existing_run_files(files)
+    if existing and not (config.resume or config.overwrite):
+        raise ConfigError(
+            f"run {config.run_name!r} already exists ({', '.join(str(p) for p in existing)}). "
+            "Pass --resume to continue it, --overwrite to replace it, or choose another "
+            "--run-name.")
+    ckpt = _load_resume_checkpoint(files) if config.resume else None
+    _barrier(info)  # every rank has checked before rank 0 deletes anything
+    if config.overwrite and existing and info.is_main:
+        for path in existing:
+            path.unlink()
+    _barrier(info)
+
+    settings, notes = resolve_settings(config, stats, device, info,
+                                       ckpt["settings"] if ckpt else None)
+    for line in notes:
+        _print(info, f"[train] default {line}")
+
+    # ---- data
+    train_rows = limited_rows(manifest[manifest["split"] == "train"], settings["limit"])
+    train_split = load_split(processed, "train", manifest=train_rows)
+    val_split = load_split(processed, "val", manifest=manifest)
+    if len(set(train_split.labels.tolist())) < 2:
+        raise ProcessedDataError(f"{processed}: the training images used (--limit "
+                                 f"{settings['limit']}) hold one class only; raise --limit.")
+    n_neg, n_pos = class_counts(train_split.labels)
+    if settings["pos_weight"] == "auto":
+        settings["pos_weight"] = n_neg / n_pos
+    size = int(train_split.images.shape[-1])
+    settings.update({
+        "image_size": size, "n_train": len(train_split), "n_val": len(val_split),
+        "train_counts": {"0": n_neg, "1": n_pos},
+        "data_dir": str(processed), "data_mean": float(stats["mean"]),
+        "data_std": float(stats["std"]), "data_source": stats.get("source"),
+    })
+    batch_size = min(settings["batch_size"], math.ceil(len(train_split) / info.world))
+    if batch_size != settings["batch_size"]:
+        _print(info, f"[train] batch size {settings['batch_size']} > images per process; "
+                     f"using {batch_size}")
+    settings["effective_batch_size"] = batch_size
+    if ckpt is not None:
+        _check_resume_settings(ckpt["settings"], settings, files["last"])
+    mean, std = settings["data_mean"], settings["data_std"]
+    _print(info, f"[train] run {config.run_name!r}: sampler={config.sampler}, "
+                 f"{len(train_split)} train ({n_pos} positive) / {len(val_split)} val images "
+                 f"of {size}x{size} from {processed} (source: {settings['data_kind']}), "
+                 f"device {device}, world size {info.world}")
+
+    deterministic = device.type == "cpu"
+    with _backend_settings(device, deterministic):
+        seed_everything(settings["seed"])
+        raw_model = build_model(pretrained=settings["pretrained"] and ckpt is None)
+        raw_model.to(device)
+        if settings["channels_last"]:
+            raw_model.to(memory_format=torch.channels_last)
+
+        batches = make_batches(train_split.images, train_split.labels, batch_size,
+                               config.sampler, settings["seed"], device, info, config.workers)
+        steps_per_epoch = len(batches)
+        if steps_per_epoch < 1:
+            raise ConfigError(f"{len(train_split)} training images make no full batch of "
+                              f"{batch_size} per process; lower --batch-size.")
+        total_steps = steps_per_epoch * settings["epochs"]
+        optimizer = make_optimizer(raw_model, settings["lr"], settings["weight_decay"], device)
+        scheduler = make_scheduler(optimizer, settings["schedule"], settings["lr"], total_steps)
+        pw = settings["pos_weight"]
+        loss_fn = nn.BCEWithLogitsLoss(
+            pos_weight=None if pw is None else torch.tensor(float(pw), device=device))
+        eval_loss_fn = nn.BCEWithLogitsLoss(
+            pos_weight=None if pw is None else torch.tensor(float(pw)))
+
+        start_epoch, best_auc, best_epoch = 1, -math.inf, 0
+        history: list[dict[str, Any]] = []
+        if ckpt is not None:
+            load_state_dict_checked(raw_model, ckpt["model"], str(files["last"]))
+            try:
+                optimizer.load_state_dict(ckpt["optimizer"])
+                scheduler.load_state_dict(ckpt["scheduler"])
+            except (ValueError, KeyError, RuntimeError) as exc:
+                raise CheckpointError(f"{files['last']}: optimizer/scheduler state does not fit "
+                                      f"({exc}). Start afresh with --overwrite.") from exc
+            start_epoch = int(ckpt["epoch"]) + 1
+            best_auc, best_epoch = float(ckpt["best_auc"]), int(ckpt["best_epoch"])
+            history = [dict(r) for r in ckpt["history"]]
+            set_rng_state(ckpt["rng"])
+            if info.is_main:
+                write_history_csv(files["csv"], history)
+            _print(info, f"[train] resumed from {files['last']} after epoch {ckpt['epoch']}")
+
+        model: nn.Module = raw_model
+        if info.world > 1:
+            model = nn.parallel.DistributedDataParallel(
+                raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+        if config.compile:
+            model = torch.compile(model)
+        ctx = StepContext(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
+                          mean=mean, std=std, device=device,
+                          channels_last=settings["channels_last"],
+                          amp_dtype=torch.bfloat16 if device.type == "cuda" else None)
+
+        if info.is_main:
+            _write_config(files, config, settings, stats, ckpt)
+
+        # Validation shards: rank r scores images r, r+world, ... (disjoint, no padding).
+        val_index = torch.arange(info.rank, len(val_split), info.world)
+        val_images = torch.as_tensor(val_split.images)[val_index]
+        if device.type == "cuda":
+            val_images = val_images.to(device)
+
+        for epoch in range(start_epoch, settings["epochs"] + 1):
+            epoch_start = time.perf_counter()
+            aug_gen = make_generator(epoch_seed(settings["seed"], epoch, 1, info.rank), device)
+            bar = _make_progress(info, config.progress, steps_per_epoch,
+                                 f"{config.run_name} epoch {epoch}/{settings['epochs']}")
+            stats_e = train_one_epoch(ctx, batches.epoch(epoch), aug_gen, progress=bar)
+            if bar is not None:
+                bar.close()
+            loss_sum, n_seen = stats_e.loss_sum, stats_e.n_images
+            if info.world > 1:
+                t = torch.tensor([loss_sum, float(n_seen)], dtype=torch.float64, device=device)
+                dist.all_reduce(t)
+                loss_sum, n_seen = float(t[0]), int(t[1])
+                for buf in raw_model.buffers():  # rank 0's BatchNorm statistics everywhere
+                    dist.broadcast(buf, 0)
+            logits = predict_logits(raw_model, val_images, mean, std, device,
+                                    channels_last=settings["channels_last"],
+                                    amp_dtype=ctx.amp_dtype)
+            _, logits = gather_predictions(val_index.to(device), logits, info)
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / max(n_seen, 1)}
+            row.update(validation_row(val_split.labels, logits.cpu().numpy(), eval_loss_fn))
+            row["lr"] = stats_e.lr_mean
+            row["epoch_seconds"] = time.perf_counter() - epoch_start
+            row["images_per_second"] = n_seen / max(stats_e.seconds, 1e-9)
+            history.append(row)
+            improved = row["val_auc"] > best_auc
+            if improved:
+                best_auc, best_epoch = row["val_auc"], epoch
+            if info.is_main:
+                # Row first, then checkpoints: a crash in between leaves a row that resume
+                # drops (the CSV is rewritten from last.pth's history).
+                append_csv_row(files["csv"], row)
+                if improved:
+                    save_checkpoint(raw_model.state_dict(), files["best"])
+                save_checkpoint({
+                    "format": CHECKPOINT_FORMAT, "model": raw_model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "epoch": epoch, "best_auc": best_auc, "best_epoch": best_epoch,
+                    "history": history, "rng": rng_state(), "settings": settings,
+                }, files["last"])
+            _print(info, f"[train] epoch {epoch}/{settings['epochs']}  "
+                         f"train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+                         f"val_auc {row['val_auc']:.4f}  val_ap {row['val_ap']:.4f}  "
+                         f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s "
+                         f"({row['images_per_second']:.0f} img/s)" + ("  *best*" if improved else ""))
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+
+        _barrier(info)
+        result = TrainResult(run=config.run_name, settings=settings, history=history,
+                             best_epoch=best_epoch, best_val_auc=best_auc,
+                             weights_dir=files["weights_dir"], metrics_csv=files["csv"])
+        if info.is_main:
+            _final_evaluation(result, raw_model, files, processed, manifest, val_split, stats,
+                              settings, device, ctx.amp_dtype)
+        _barrier(info)
+    return result
+
+
+def _write_config(files: dict[str, Path], config: TrainConfig, settings: dict[str, Any],
+                  stats: dict[str, Any], ckpt: dict[str, Any] | None) -> None:
+    """weights/<run>/config.json: arguments, resolved settings, data, model, provenance.
+    A resumed run keeps the original block and records each resume."""
+    doc: dict[str, Any] = {
+        "run": config.run_name,
+        "arguments": dataclasses.asdict(config),
+        "settings": settings,
+        "data_source": stats.get("source"),
+        "stats": {"mean": stats["mean"], "std": stats["std"], "size": stats.get("size"),
+                  "counts": stats.get("counts")},
+        "model": {"arch": "resnet18", "in_channels": 1, "num_outputs": 1,
+                  "cam_layer": CAM_LAYER},
+        "files": {k: str(v) for k, v in files.items()},
+        "provenance": provenance(),
+        "resumes": [],
+    }
+    if ckpt is not None and files["config"].is_file():
+        import json
+
+        try:
+            old = json.loads(files["config"].read_text())
+            doc["provenance"] = old.get("provenance", doc["provenance"])
+            doc["resumes"] = list(old.get("resumes", []))
+        except (OSError, json.JSONDecodeError):
+            pass
+        doc["resumes"].append({"after_epoch": int(ckpt["epoch"]), "provenance": provenance(),
+                               "arguments": dataclasses.asdict(config)})
+    write_json_atomic(files["config"], doc)
+
+
+def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str, Path],
+                      processed: Path, manifest: pd.DataFrame, val_split: Any,
+                      stats: dict[str, Any], settings: dict[str, Any], device: torch.device,
+                      amp_dtype: torch.dtype | None) -> None:
+    """Best weights -> val/test probabilities -> predictions CSVs -> evaluate_run."""
+    from .checkpoint import load_model_state
+    from .evaluation import evaluate_run
+
+    load_state_dict_checked(raw_model, load_model_state(files["best"], device), str(files["best"]))
+    test_split = load_split(processed, "test", manifest=manifest)
+    frames = {}
+    for name, split in (("val", val_split), ("test", test_split)):
+        logits = predict_logits(raw_model, torch.as_tensor(split.images), settings["data_mean"],
+                                settings["data_std"], device,
+                                channels_last=settings["channels_last"], amp_dtype=amp_dtype)
+        prob = torch.sigmoid(logits).double().cpu().numpy()
+        frames[name] = _prediction_frame(split.manifest, prob)
+        frames[name].to_csv(files[f"pred_{name}"], index=False)
+    result.predictions = {"val": files["pred_val"], "test": files["pred_test"]}
+    print(f"[train] best epoch {result.best_epoch} (val ROC AUC {result.best_val_auc:.4f}); "
+          f"evaluating on val + test ({len(test_split)} images)", flush=True)
+    result.evaluation = evaluate_run(
+        result.run, frames["val"], frames["test"], data_source=stats.get("source") or {},
+        history_csv=files["csv"], seed=settings["seed"], n_boot=settings["n_boot"])
+    test_auc = (result.evaluation.get("roc_auc") or {}).get("value")
+    if isinstance(test_auc, float):
+        ci = result.evaluation["roc_auc"].get("ci95") or [None, None]
+        ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if None not in ci else ""
+        print(f"[train] test ROC AUC {test_auc:.4f}{ci_text}; details in {files['eval']}",
+              flush=True)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def build_arg_parser(sampler_default: str) -> argparse.ArgumentParser:
+    """The shared argparse of ``scripts/train_original.py`` and ``scripts/train_balanced.py``."""
+    remedy = ("class-balanced WeightedRandomSampler (weight 1/class count)"
+              if sampler_default == "balanced" else "plain shuffling (the data's own imbalance)")
+    parser = argparse.ArgumentParser(
+        description=f"Train a 1-channel ResNet-18 pneumonia classifier with {remedy}. Without "
+                    "arguments: prepares the demo data when data/Processed is missing, trains, "
+                    "evaluates on the test split and writes weights/, metrics/ and images/.")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="processed data folder (default: data/Processed, prepared from the "
+                             "demo dataset when missing)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"epochs (default: {FULL_EPOCHS} on real data, {DEMO_EPOCHS} on the demo)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"batch size per process (default: {GPU_BATCH} on CUDA, {CPU_BATCH} on CPU)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help=f"peak AdamW learning rate (default: {DEFAULT_LR})")
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help=f"AdamW weight decay (default: {DEFAULT_WEIGHT_DECAY})")
+    parser.add_argument("--schedule", choices=SCHEDULES, default=None,
+                        help="learning-rate schedule, stepped per batch (default: cosine with "
+                             "a 5%% linear warm-up)")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="where to train (auto: CUDA when available)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="DataLoader workers on the CPU path (default: 0, arrays are in memory)")
+    parser.add_argument("--run-name", default=sampler_default,
+                        help=f"names weights/<run>/, metrics/<run>*.csv (default: {sampler_default})")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue weights/<run>/last.pth after a crash or a kill")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing run of the same name")
+    parser.add_argument("--pretrained", action="store_true", default=None,
+                        help="start from torchvision's ImageNet weights (needs a download)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use only N training images (class-stratified), for smoke runs")
+    parser.add_argument("--pos-weight", default=None,
+                        help="BCE positive-class weight: 'auto' (n_neg/n_pos), a number, or "
+                             "'none' (default); a third imbalance remedy, e.g. "
+                             "`train_original.py --pos-weight auto --run-name posweight`")
+    parser.add_argument("--n-boot", type=int, default=1000,
+                        help="bootstrap resamples of the final evaluation (default: 1000)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, sampler: str) -> TrainConfig:
+    """Map parsed arguments onto a :class:`TrainConfig`."""
+    return TrainConfig(
+        run_name=args.run_name, sampler=sampler, data_dir=args.data_dir, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        schedule=args.schedule, seed=args.seed, device=args.device, workers=args.workers,
+        resume=args.resume, overwrite=args.overwrite, pretrained=args.pretrained,
+        compile=args.compile, limit=args.limit, pos_weight=args.pos_weight, n_boot=args.n_boot,
+        progress=not args.no_progress,
+    )
+
+
+def ensure_training_data(data_dir: Path | None) -> Path:
+    """The processed folder to train on. With no ``data_dir`` and no ``data/Processed``, the
+    demo dataset is generated and preprocessed first (and this is said); an explicit
+    ``data_dir`` is used as given (missing -> a clear error later)."""
+    if data_dir is not None:
+        return Path(data_dir)
+    processed = paths.processed_dir()
+    if (processed / "stats.json").is_file():
+        return processed
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ProcessedDataError(
+            f"{processed}: no processed data. Under torchrun, prepare it first with "
+            "`python scripts/preprocess.py` (or one single-process training run).")
+    print(f"[train] no processed data in {processed}: preparing it (the synthetic demo dataset "
+          "unless the real RSNA data is in data/rsna-pneumonia-detection-challenge)", flush=True)
+    from .preprocess import ensure_processed  # imported lazily: heavy (DICOM stack)
+
+    return Path(ensure_processed())
+
+
+def main(argv: list[str] | None = None, sampler: str = "balanced") -> int:
+    """Entry point of both training scripts: parse, prepare data if needed, train, evaluate.
+
+    Returns the process exit code (1 with the message on stderr for a PneumocamError).
+    """
+    args = build_arg_parser(sampler).parse_args(argv)
+    try:
+        config = config_from_args(args, sampler)
+        config.data_dir = ensure_training_data(args.data_dir)
+        train(config)
+    except PneumocamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+

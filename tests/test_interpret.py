@@ -1,0 +1,368 @@
+"""The interpretation stage on a tiny processed dataset and a briefly trained model.
+
+The fixture builders here (:func:`build_root`) are shared with ``test_predict.py`` and
+``test_notebook_03.py``: a 32-px processed dataset whose positives carry a bright blob inside
+their box, a ResNet-18 trained a few steps, its ``config.json`` and eval JSON, all under a
+temporary ``PNEUMOCAM_ROOT``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pneumocam import paths, processed
+from pneumocam.checkpoint import save_checkpoint
+from pneumocam.data import prepare_batch
+from pneumocam.model import build_model
+
+SIZE = 32
+COUNTS = {"train": 24, "val": 12, "test": 12}
+REPO = Path(__file__).resolve().parents[1]
+RG1 = "RG1_UNCR.dcm"  # pydicom-data test file; exact name only (a wildcard would try to download)
+
+
+# --------------------------------------------------------------------------- fixture builders
+
+
+def make_processed(root: Path, size: int = SIZE, counts: dict[str, int] = COUNTS,
+                   kind: str = "demo", test_dicoms: bool = False, seed: int = 0) -> Path:
+    """A processed folder under ``root/data/Processed``: uint8 (size, size) arrays, half of each
+    split positive with one box holding a bright blob, manifest.csv and stats.json.
+
+    ``test_dicoms`` puts a copy of pydicom's RG1_UNCR.dcm in the source's stage_2_test_images/.
+    """
+    rng = np.random.default_rng(seed)
+    out = root / "data" / "Processed"
+    source_dir = root / "data" / "demo"
+    source_dir.mkdir(parents=True, exist_ok=True)
+    rows, train_images = [], []
+    for split in processed.SPLITS:
+        for i in range(counts[split]):
+            label = i % 2
+            pid = f"{split}-{i:03d}"
+            img = rng.normal(70, 10, (size, size))
+            boxes = []
+            if label:
+                w, h = size // 4 + int(rng.integers(0, 3)), size // 3
+                x, y = int(rng.integers(1, size - w - 1)), int(rng.integers(1, size - h - 1))
+                img[y:y + h, x:x + w] += 130
+                boxes = [[x, y, w, h]]
+            arr = np.clip(img, 0, 255).astype(np.uint8)
+            rel = processed.array_relpath(split, label, pid)
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            np.save(out / rel, arr)
+            if split == "train":
+                train_images.append(arr)
+            rows.append({"patientId": pid, "split": split, "label": label,
+                         "class": "Lung Opacity" if label else "Normal",
+                         "view_position": "PA" if i % 3 else "AP", "sex": "F", "age": 40,
+                         "boxes": json.dumps(boxes), "source_file": f"{pid}.dcm",
+                         "array_file": rel})
+    pd.DataFrame(rows, columns=processed.MANIFEST_COLUMNS).to_csv(
+        out / processed.MANIFEST_NAME, index=False)
+    unit = np.stack(train_images).astype(np.float64) / 255.0
+    stats = {"mean": float(unit.mean()), "std": float(unit.std()), "size": size,
+             "source": {"kind": kind, "path": str(source_dir)},
+             "counts": {s: {"0": counts[s] - counts[s] // 2, "1": counts[s] // 2}
+                        for s in processed.SPLITS}}
+    (out / processed.STATS_NAME).write_text(json.dumps(stats))
+    if test_dicoms:
+        from pydicom.data import get_testdata_file
+
+        (source_dir / "stage_2_test_images").mkdir(exist_ok=True)
+        shutil.copy(get_testdata_file(RG1), source_dir / "stage_2_test_images" / "rg1-test.dcm")
+    return out
+
+
+def train_tiny_model(processed_dir: Path, steps: int = 12, seed: int = 0) -> torch.nn.Module:
+    """A ResNet-18 trained ``steps`` Adam steps on the train split (real, if brief, training)."""
+    torch.manual_seed(seed)
+    data = processed.load_split(processed_dir, "train")
+    stats = processed.read_stats(processed_dir)
+    x = prepare_batch(torch.from_numpy(data.images), stats["mean"], stats["std"])
+    y = torch.from_numpy(data.labels).float()
+    model = build_model()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x)[:, 0], y)
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def save_run(root: Path, run: str, model: torch.nn.Module, processed_dir: Path,
+             threshold: float | None = 0.5, config: bool = True) -> Path:
+    """``weights/<run>/best.pth`` (+ config.json, + metrics/<run>_eval.json unless threshold None)."""
+    weights = root / "weights" / run / "best.pth"
+    save_checkpoint(model.state_dict(), weights)
+    stats = processed.read_stats(processed_dir)
+    if config:
+        (weights.parent / "config.json").write_text(json.dumps({
+            "data_dir": str(processed_dir), "run_name": run,
+            "stats": {"mean": stats["mean"], "std": stats["std"], "size": stats["size"]},
+            "data_source": stats["source"]}))
+    if threshold is not None:
+        (root / "metrics").mkdir(parents=True, exist_ok=True)
+        (root / "metrics" / f"{run}_eval.json").write_text(json.dumps(
+            {"run": run, "operating_threshold": threshold, "data_source": stats["source"]}))
+    return weights
+
+
+def build_root(root: Path, runs: Sequence[str] = ("balanced",), test_dicoms: bool = False,
+               steps: int = 12) -> dict[str, Path]:
+    """Processed data + one trained run per name (different seeds) under ``root``.
+
+    Each run's threshold is the median training probability, so every confusion cell is filled.
+    Returns ``{run: weights path}``.
+    """
+    processed_dir = make_processed(root, test_dicoms=test_dicoms)
+    weights = {}
+    for k, run in enumerate(runs):
+        model = train_tiny_model(processed_dir, steps=steps, seed=k)
+        data = processed.load_split(processed_dir, "train")
+        stats = processed.read_stats(processed_dir)
+        with torch.no_grad():
+            x = prepare_batch(torch.from_numpy(data.images), stats["mean"], stats["std"])
+            probs = torch.sigmoid(model(x)[:, 0]).numpy()
+        weights[run] = save_run(root, run, model, processed_dir, threshold=float(np.median(probs)))
+    return weights
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """One root shared by this module's tests: data (+ a test DICOM) and the run 'balanced'."""
+    root = tmp_path_factory.mktemp("study")
+    weights = build_root(root, ("balanced",), test_dicoms=True)
+    return root, weights["balanced"]
+
+
+@pytest.fixture
+def at_root(study, monkeypatch):
+    root, weights = study
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(root))
+    return root, weights
+
+
+def _config(weights, **kw):
+    from pneumocam.interpret import InterpretConfig
+
+    base = {"weights": weights, "n": 4, "n_grid": 3, "batch_size": 8, "device": "cpu",
+            "n_boot": 50, "sanity_images": 4}
+    return InterpretConfig(**{**base, **kw})
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_interpret_writes_every_output(at_root):
+    from pneumocam.interpret import LOCALIZATION_CSV_COLUMNS, interpret
+
+    root, weights = at_root
+    result = interpret(_config(weights, save_maps=True))
+    n_test, n_pos = COUNTS["test"], COUNTS["test"] // 2
+
+    maps = np.load(root / "metrics" / "balanced_maps.npy")
+    assert maps.dtype == np.float32 and maps.shape == (n_test, SIZE, SIZE)
+    assert np.isfinite(maps).all() and maps.std() > 0
+    index = pd.read_csv(root / "metrics" / "balanced_maps_index.csv", dtype={"patientId": str})
+    assert list(index.columns) == ["patientId", "label", "probability"]
+    manifest = processed.read_manifest(root / "data" / "Processed")
+    assert index["patientId"].tolist() == manifest.loc[manifest.split == "test", "patientId"].tolist()
+    assert index["probability"].between(0, 1).all()
+
+    report = json.loads((root / "metrics" / "balanced_localization.json").read_text())
+    for key in ("pointing_game", "mass_in_boxes", "iou", "iou_threshold", "n_images", "baselines",
+                "method", "split", "detection", "sanity_check", "data_source", "provenance",
+                "config"):
+        assert key in report, key
+    assert "per_image" not in report
+    assert report["n_images"] == n_pos and report["n_split_images"] == n_test
+    assert report["method"] == "cam" and report["split"] == "test"
+    assert report["data_source"]["kind"] == "demo" and report["synthetic_demo"] is True
+    lo, hi = report["pointing_game"]["ci95"]
+    assert lo <= report["pointing_game"]["value"] <= hi
+    assert set(report["baselines"]) >= {"fixed_point", "mean_box_prior", "uniform_random"}
+    assert 0 <= report["detection"]["rsna_metric"] <= 1
+    assert report["detection"]["box_threshold"] in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    assert isinstance(report["sanity_check"]["passed"], bool)
+    assert report["classification"]["operating_threshold"] == pytest.approx(
+        json.loads((root / "metrics" / "balanced_eval.json").read_text())["operating_threshold"])
+
+    table = pd.read_csv(root / "metrics" / "balanced_localization.csv", dtype={"patientId": str})
+    assert tuple(table.columns) == LOCALIZATION_CSV_COLUMNS
+    assert len(table) == n_pos and (table["label"] == 1).all()
+    assert set(table["pointing_hit"]) <= {0, 1}
+    assert table["mass_in_boxes"].between(0, 1).all() and table["iou"].between(0, 1).all()
+    assert table["pointing_hit"].mean() == pytest.approx(report["pointing_game"]["value"])
+
+    overlays_dir = root / "images" / "cam" / "balanced"
+    pngs = sorted(p.stem for p in overlays_dir.glob("*.png"))
+    assert len(pngs) == 4 and set(pngs) <= set(index["patientId"])
+    # three quarters positives first, by decreasing probability
+    pos = index[index.label == 1].sort_values(["probability", "patientId"], ascending=[False, True])
+    assert set(pos["patientId"].iloc[:3]) <= set(pngs)
+    for cell in ("tp", "fp", "fn", "tn"):
+        grid = root / "images" / "cam" / f"balanced_grid_{cell}.png"
+        assert grid.is_file() and grid.stat().st_size > 1000
+
+    # A Kaggle submission for the DICOM in stage_2_test_images, in original pixel coordinates.
+    sub = pd.read_csv(root / "metrics" / "balanced_submission.csv", keep_default_na=False)
+    assert list(sub.columns) == ["patientId", "PredictionString"]
+    assert sub["patientId"].tolist() == ["rg1-test"]
+    values = [float(v) for v in sub["PredictionString"].iloc[0].split()]
+    assert len(values) % 5 == 0
+    assert all(0 <= v <= 1955 + 1 for v in values)
+    assert result["outputs"]["submission"].endswith("balanced_submission.csv")
+
+
+def test_gradcam_and_no_submission(at_root):
+    from pneumocam.interpret import interpret
+
+    root, weights = at_root
+    (root / "metrics" / "balanced_maps.npy").unlink(missing_ok=True)
+    result = interpret(_config(weights, method="gradcam", n=2, n_boot=20, submission=False,
+                               split="val"))
+    assert result["method"] == "gradcam" and result["sanity_check"]["method"] == "gradcam"
+    assert result["split"] == "val" and result["n_split_images"] == COUNTS["val"]
+    assert "skipped" in result["detection"]["submission"]
+    assert not (root / "metrics" / "balanced_maps.npy").exists()
+    assert len(list((root / "images" / "cam" / "balanced").glob("*.png"))) == 2
+
+
+def test_threshold_fallback_warns(at_root, capsys):
+    from pneumocam.interpret import interpret
+
+    root, weights = at_root
+    other = root / "weights" / "noeval" / "best.pth"
+    other.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(weights, other)
+    shutil.copy(weights.parent / "config.json", other.parent / "config.json")
+    result = interpret(_config(other, n=1, n_grid=1, n_boot=10, submission=False))
+    assert "warning" in capsys.readouterr().err.lower()
+    assert result["classification"]["operating_threshold"] == 0.5
+    assert result["classification"]["threshold_source"].startswith("default 0.5")
+    assert (root / "images" / "cam" / "noeval_grid_tp.png").is_file()
+
+
+def test_config_fallback_to_stats_json(at_root, capsys):
+    from pneumocam.predict import load_run
+
+    root, weights = at_root
+    bare = root / "weights" / "bare" / "best.pth"
+    bare.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(weights, bare)
+    run = load_run(bare, "cpu")  # no config.json: data/Processed/stats.json under the root
+    stats = processed.read_stats(root / "data" / "Processed")
+    assert run.mean == pytest.approx(stats["mean"]) and run.size == SIZE and run.demo
+    assert "config.json" in capsys.readouterr().err
+
+
+def test_bad_weights_are_clear_errors(at_root, tmp_path):
+    from pneumocam.errors import CheckpointError
+    from pneumocam.interpret import interpret
+
+    with pytest.raises(CheckpointError, match="not found"):
+        interpret(_config(tmp_path / "nope" / "best.pth"))
+    marker = tmp_path / "executed"
+    evil = tmp_path / "evil" / "best.pth"
+    evil.parent.mkdir()
+    torch.save({"model": _RunsCode(marker)}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        interpret(_config(evil))
+    assert not marker.exists()
+
+
+class _RunsCode:
+    """Unpickling this would create a file: the checkpoint loader must refuse it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_bad_settings_and_mixed_sources(at_root, tmp_path):
+    from pneumocam.errors import ConfigError, DataSourceError
+    from pneumocam.interpret import interpret
+
+    root, weights = at_root
+    with pytest.raises(ConfigError, match="method"):
+        interpret(_config(weights, method="lime"))
+    real = make_processed(tmp_path, kind="rsna")
+    with pytest.raises(DataSourceError, match="mix"):
+        interpret(_config(weights, data_dir=real))
+
+
+def test_selection_and_cells_are_deterministic():
+    from pneumocam.interpret import confusion_cells, select_examples
+
+    labels = np.array([1, 0, 1, 0, 1, 0, 0, 0])
+    probs = np.array([0.9, 0.8, 0.2, 0.1, 0.9, 0.6, 0.3, 0.05])
+    ids = [f"p{i}" for i in range(8)]
+    assert select_examples(labels, probs, ids, 4).tolist() == [0, 4, 2, 1]
+    assert select_examples(labels, probs, ids, 8).tolist() == [0, 4, 2, 1, 5, 6, 3, 7]
+    assert select_examples(labels[:3], probs[:3], ids[:3], 8).tolist() == [0, 2, 1]
+    cells = confusion_cells(labels, probs, ids, 0.5, 2)
+    assert cells["tp"].tolist() == [0, 4] and cells["fp"].tolist() == [1, 5]
+    assert cells["fn"].tolist() == [2] and cells["tn"].tolist() == [7, 3]
+
+
+def test_summarize_comparison_builds_sentences_from_numbers():
+    from pneumocam.interpret import summarize_comparison
+
+    def report(pg, ci, source="rsna", passed=True):
+        base = {"pointing_game": {"value": 0.2, "ci95": [0.15, 0.25]},
+                "mass_in_boxes": {"value": 0.1, "ci95": [0.08, 0.12]},
+                "iou": {"value": 0.05, "ci95": [0.04, 0.06]}}
+        return {"pointing_game": {"value": pg, "ci95": ci},
+                "mass_in_boxes": {"value": 0.3, "ci95": [0.25, 0.35]},
+                "iou": {"value": 0.2, "ci95": [0.15, 0.25]}, "n_images": 100,
+                "baselines": {"fixed_point": base, "mean_box_prior": base, "uniform_random": base},
+                "detection": {"rsna_metric": 0.1}, "split": "test", "method": "cam",
+                "sanity_check": {"passed": passed, "mean_abs_rho": 0.1 if passed else 0.9},
+                "data_source": {"kind": source}, "synthetic_demo": source == "demo"}
+
+    text = summarize_comparison({"original": report(0.5, [0.4, 0.6]),
+                                 "balanced": report(0.8, [0.7, 0.9])})
+    assert "balanced" in text and "0.800" in text and "0.500" in text
+    assert "non-overlapping" in text and "synthetic" not in text.lower()
+    text = summarize_comparison({"original": report(0.5, [0.4, 0.6], "demo", passed=False),
+                                 "balanced": report(0.55, [0.45, 0.65], "demo")})
+    assert "SYNTHETIC" in text and "overlap" in text and "FAILED" in text
+
+
+def test_scripts_run_and_fail_cleanly(at_root):
+    root, weights = at_root
+    env = {**_env(), paths.ROOT_ENV_VAR: str(root)}
+    ok = subprocess.run([sys.executable, str(REPO / "scripts" / "interpret.py"), "--weights",
+                         str(weights), "--n", "1", "--n-grid", "1", "--n-boot", "10",
+                         "--device", "cpu", "--no-submission", "--batch-size", "16"],
+                        capture_output=True, text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "pointing game" in ok.stdout and "synthetic demo" in ok.stdout
+    bad = subprocess.run([sys.executable, str(REPO / "scripts" / "interpret.py"), "--weights",
+                          str(root / "weights" / "missing" / "best.pth")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode != 0 and "not found" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if k != paths.ROOT_ENV_VAR}

@@ -1,0 +1,351 @@
+"""Preprocessing: RSNA-layout DICOMs -> data/Processed (pneumocam.preprocess, scripts/preprocess.py).
+
+One demo dataset (60 synthetic DICOMs) is generated per session and shared; every run writes
+64x64 arrays into its own temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pneumocam import paths, rsna
+from pneumocam.demo import make_demo_dataset
+from pneumocam.errors import ConfigError, DataSourceError, LabelsError
+from pneumocam.preprocess import (
+    CONFIG_NAME,
+    PreprocessConfig,
+    ensure_processed,
+    resolve_data_dir,
+    run_preprocess,
+    split_patients,
+)
+from pneumocam.processed import MANIFEST_COLUMNS, array_relpath, load_split, read_manifest, read_stats
+
+SIZE = 64
+N_DEMO = 60
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "preprocess.py"
+
+
+@pytest.fixture(autouse=True)
+def _root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default folders (data/, images/, ...) point into the test's temporary folder."""
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(tmp_path / "root"))
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "rsna-layout"
+    make_demo_dataset(out, N_DEMO, seed=0, workers=1, progress=False)
+    return out
+
+
+def config(data: Path, out: Path, **kw) -> PreprocessConfig:
+    kw = {"size": SIZE, "workers": 1, "progress": False, **kw}
+    return PreprocessConfig(data_dir=data, out_dir=out, **kw)
+
+
+@pytest.fixture(scope="session")
+def processed(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("processed") / "Processed"
+    summary = run_preprocess(config(demo_data, out))
+    assert summary.written == N_DEMO and summary.reused == 0 and summary.skipped == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def bad_data(demo_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The demo dataset with a corrupt, a truncated and a missing DICOM, and an unlabelled one."""
+    root = tmp_path_factory.mktemp("bad") / "rsna-layout"
+    shutil.copytree(demo_data, root)
+    images = root / rsna.TRAIN_IMAGES_DIR
+    ids = sorted(p.stem for p in images.glob("*.dcm"))
+    corrupt, truncated, missing = ids[3], ids[10], ids[20]
+    (images / f"{corrupt}.dcm").write_bytes(os.urandom(5000))
+    data = (images / f"{truncated}.dcm").read_bytes()
+    (images / f"{truncated}.dcm").write_bytes(data[: len(data) // 2])
+    (images / f"{missing}.dcm").unlink()
+    shutil.copy(images / f"{ids[0]}.dcm", images / "unlabelled-extra.dcm")
+    return {"root": root, "corrupt": corrupt, "truncated": truncated, "missing": missing}
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def test_outputs_follow_the_processed_contract(processed: Path, demo_data: Path) -> None:
+    manifest = read_csv(processed / "manifest.csv")
+    assert tuple(manifest.columns) == MANIFEST_COLUMNS
+    assert len(manifest) == N_DEMO and manifest["patientId"].is_unique
+    labels = rsna.read_labels(demo_data).set_index("patientId")
+    for rec in manifest.to_dict("records"):
+        pid = rec["patientId"]
+        assert rec["array_file"] == array_relpath(rec["split"], int(rec["label"]), pid)
+        arr = np.load(processed / rec["array_file"], allow_pickle=False)
+        assert arr.dtype == np.uint8 and arr.shape == (SIZE, SIZE)
+        assert int(rec["label"]) == labels.loc[pid, "Target"]
+        assert rec["class"] == labels.loc[pid, "class"]
+        assert Path(rec["source_file"]) == (demo_data / rsna.TRAIN_IMAGES_DIR / f"{pid}.dcm").resolve()
+        assert rec["view_position"] in ("AP", "PA") and rec["sex"] in ("M", "F")
+        assert rec["age"].isdigit()
+    npys = sorted(p.relative_to(processed).as_posix() for p in processed.glob("*/*/*.npy"))
+    assert npys == sorted(manifest["array_file"])
+
+    stats = read_stats(processed)
+    assert stats["size"] == SIZE
+    assert stats["source"]["kind"] == "demo" and stats["source"]["path"] == str(demo_data.resolve())
+    assert stats["source"]["synthetic_images"] == N_DEMO
+    assert stats["parameters"] == {"size": SIZE, "val_fraction": 0.1, "test_fraction": 0.1,
+                                   "seed": 0, "fast": True}
+    assert stats["provenance"]["versions"]["pydicom"] and "git" in stats["provenance"]
+    for split in ("train", "val", "test"):
+        part = manifest[manifest["split"] == split]
+        assert stats["counts"][split] == {"0": int((part["label"] == "0").sum()),
+                                          "1": int((part["label"] == "1").sum())}
+        assert sum(stats["class_counts"][split].values()) == len(part)
+    assert stats["last_run"]["fast_path_written"] == N_DEMO  # demo DICOMs are RSNA-like JPEGs
+    skipped = read_csv(processed / "skipped.csv")
+    assert list(skipped.columns) == ["file", "reason"] and skipped.empty
+    assert json.loads((processed / CONFIG_NAME).read_text())["source"]["kind"] == "demo"
+    # the reader side of the contract accepts it
+    train = load_split(processed, "train")
+    assert train.images.shape[1:] == (SIZE, SIZE) and len(train) == stats["counts"]["train"]["0"] \
+        + stats["counts"]["train"]["1"]
+
+
+def test_train_mean_std_are_exact(processed: Path) -> None:
+    stats = read_stats(processed)
+    train = load_split(processed, "train")
+    pixels = train.images.astype(np.float64) / 255.0
+    assert stats["mean"] == pytest.approx(pixels.mean(), rel=1e-12)
+    assert stats["std"] == pytest.approx(pixels.std(), rel=1e-9)
+    assert stats["mean_std_scope"] == "train"
+
+
+def test_boxes_are_in_output_pixels(processed: Path, demo_data: Path) -> None:
+    labels = rsna.read_labels(demo_data).set_index("patientId")
+    manifest = read_manifest(processed)
+    positives = manifest[manifest["label"] == 1]
+    assert len(positives) >= 5 and any(len(b) > 1 for b in positives["boxes"])
+    scale = SIZE / rsna.RSNA_IMAGE_SIZE  # demo images are 1024x1024: no padding
+    for pid, boxes in zip(positives["patientId"], positives["boxes"], strict=True):
+        expected = np.asarray(labels.loc[pid, "boxes"]) * scale
+        np.testing.assert_allclose(np.asarray(boxes), expected, atol=0.006)
+    assert all(b == [] for b in manifest.loc[manifest["label"] == 0, "boxes"])
+
+
+# ----------------------------------------------------------------------------- the split
+
+
+def test_split_is_stratified_seeded_and_disjoint(demo_data: Path) -> None:
+    labels = rsna.read_labels(demo_data)
+    a = split_patients(labels, 0.2, 0.2, seed=0)
+    assert sorted(a["patientId"]) == sorted(labels["patientId"])  # each patient exactly once
+    for target, group in labels.groupby("Target"):
+        n = len(group)
+        counts = a[a["Target"] == target]["split"].value_counts()
+        assert counts.get("test", 0) == int(np.floor(n * 0.2 + 0.5))
+        assert counts.get("val", 0) == int(np.floor(n * 0.2 + 0.5))
+    shuffled = labels.sample(frac=1.0, random_state=1)
+    b = split_patients(shuffled, 0.2, 0.2, seed=0)
+    pd.testing.assert_frame_equal(a, b)  # row order of the label table plays no part
+    c = split_patients(labels, 0.2, 0.2, seed=1)
+    assert not a.set_index("patientId")["split"].equals(c.set_index("patientId")["split"]
+                                                        .reindex(a["patientId"]))
+    # any prefix of a split is class-stratified
+    train = a[a["split"] == "train"]
+    first_half = train.iloc[: len(train) // 2]
+    assert abs(first_half["Target"].mean() - train["Target"].mean()) < 0.1
+    with pytest.raises(ConfigError, match="sum below 1"):
+        split_patients(labels, 0.5, 0.5)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_bad_files_are_listed_and_the_run_continues(bad_data: dict, processed: Path,
+                                                    tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    summary = run_preprocess(config(bad_data["root"], out, workers=2))
+    assert (summary.written, summary.skipped, summary.missing_dicom, summary.unlabeled) == \
+        (N_DEMO - 3, 2, 1, 1)
+    assert summary.reused == 0 and summary.images_per_second > 0 and summary.seconds > 0
+    skipped = read_csv(out / "skipped.csv").set_index("file")["reason"]
+    images = bad_data["root"] / rsna.TRAIN_IMAGES_DIR
+    assert len(skipped) == 4
+    assert "DICM" in skipped[str(images / f"{bad_data['corrupt']}.dcm")]
+    assert "truncated" in skipped[str(images / f"{bad_data['truncated']}.dcm")]
+    assert "no DICOM" in skipped[str(images / f"{bad_data['missing']}.dcm")]
+    assert "without a row" in skipped[str(images / "unlabelled-extra.dcm")]
+    stats = read_stats(out)
+    assert stats["skipped"] == {"unreadable": 2, "missing_dicom": 1, "unlabeled": 1}
+
+    # The failures change nothing else: same split, same rows, same arrays (2 workers vs 1).
+    good = read_csv(processed / "manifest.csv").set_index("patientId")
+    bad = read_csv(out / "manifest.csv").set_index("patientId")
+    lost = {bad_data["corrupt"], bad_data["truncated"], bad_data["missing"]}
+    assert set(good.index) - set(bad.index) == lost
+    cols = ["split", "label", "class", "view_position", "sex", "age", "boxes", "array_file"]
+    pd.testing.assert_frame_equal(bad[cols], good.drop(index=list(lost))[cols])
+    for rel in bad["array_file"][:10]:
+        assert np.array_equal(np.load(out / rel), np.load(processed / rel))
+
+
+def test_missing_inputs_are_clear_errors(tmp_path: Path, demo_data: Path) -> None:
+    with pytest.raises(DataSourceError, match="does not exist"):
+        run_preprocess(config(tmp_path / "nowhere", tmp_path / "out"))
+    no_labels = tmp_path / "no_labels"
+    (no_labels / rsna.TRAIN_IMAGES_DIR).mkdir(parents=True)
+    with pytest.raises(LabelsError, match=r"stage_2_train_labels.csv not found[\s\S]*"
+                                          r"patientId,x,y,width,height,Target"):
+        run_preprocess(config(no_labels, tmp_path / "out"))
+    bad_cols = tmp_path / "bad_cols"
+    (bad_cols / rsna.TRAIN_IMAGES_DIR).mkdir(parents=True)
+    (bad_cols / rsna.LABELS_NAME).write_text("patientId,Target\na,0\n")
+    with pytest.raises(LabelsError, match=r"lacks the column\(s\) \['x', 'y', 'width', 'height'\]"):
+        run_preprocess(config(bad_cols, tmp_path / "out"))
+    with pytest.raises(ConfigError):
+        run_preprocess(config(demo_data, tmp_path / "out", val_fraction=0.7, test_fraction=0.4))
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def test_refuses_to_mix_sources_or_parameters(processed: Path, bad_data: dict,
+                                              tmp_path: Path, demo_data: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(processed, out)
+    before = sorted(p.name for p in out.glob("*/*/*.npy"))
+    with pytest.raises(DataSourceError) as err:
+        run_preprocess(config(bad_data["root"], out))
+    msg = str(err.value)
+    assert str(demo_data.resolve()) in msg and str(bad_data["root"].resolve()) in msg
+    assert "--overwrite" in msg
+    with pytest.raises(DataSourceError, match=r"other parameters.*'size': \(64, 32\)"):
+        run_preprocess(config(demo_data, out, size=32))
+    assert sorted(p.name for p in out.glob("*/*/*.npy")) == before  # nothing touched
+
+    summary = run_preprocess(config(bad_data["root"], out, size=32, overwrite=True))
+    assert summary.reused == 0 and summary.written == N_DEMO - 3
+    stats = read_stats(out)
+    assert stats["source"]["path"] == str(bad_data["root"].resolve()) and stats["size"] == 32
+    arrays = list(out.glob("*/*/*.npy"))
+    assert len(arrays) == N_DEMO - 3 and {np.load(p).shape for p in arrays} == {(32, 32)}
+
+    # unknown origin: arrays without stats/config
+    unknown = tmp_path / "unknown"
+    (unknown / "train" / "0").mkdir(parents=True)
+    np.save(unknown / "train" / "0" / "x.npy", np.zeros((SIZE, SIZE), np.uint8))
+    with pytest.raises(DataSourceError, match="unknown origin"):
+        run_preprocess(config(demo_data, unknown))
+
+
+def test_default_source_is_real_data_else_generated_demo(tmp_path: Path, demo_data: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    out = ensure_processed(n_demo=12, size=32, workers=1, progress=False)
+    assert out == paths.processed_dir().resolve()
+    text = capsys.readouterr().out
+    assert "SYNTHETIC DEMO DATA" in text and "generating the SYNTHETIC DEMO dataset (12 images)" in text
+    assert (paths.demo_dir() / "demo_info.json").is_file()
+    stats = read_stats(out)
+    assert stats["source"]["kind"] == "demo" and stats["n_images"] == 12
+    mtime = (out / "manifest.csv").stat().st_mtime_ns
+    assert ensure_processed(progress=False) == out  # valid outputs: nothing redone
+    assert (out / "manifest.csv").stat().st_mtime_ns == mtime
+    assert "SYNTHETIC DEMO DATA, not RSNA" in capsys.readouterr().out
+    with pytest.raises(DataSourceError, match="--overwrite"):
+        ensure_processed(data_dir=demo_data, progress=False)
+
+    # once real files are in data/rsna-pneumonia-detection-challenge/, they are the default
+    real = paths.rsna_dir()
+    (real / rsna.TRAIN_IMAGES_DIR).mkdir(parents=True)
+    shutil.copy(demo_data / rsna.LABELS_NAME, real / rsna.LABELS_NAME)
+    assert resolve_data_dir() == real.resolve()
+
+
+# ----------------------------------------------------------------------------- resume + CLI
+
+
+def _script(*args: str, env_root: Path) -> subprocess.Popen:
+    env = {**os.environ, paths.ROOT_ENV_VAR: str(env_root)}
+    return subprocess.Popen([sys.executable, str(SCRIPT), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.glob("*/*/*"))}
+
+
+def _stable_stats(folder: Path) -> dict:
+    stats = read_stats(folder)
+    stats.pop("provenance")
+    stats.pop("last_run")  # what this run decoded vs reused, its timing
+    return stats
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(demo_data: Path, tmp_path: Path) -> None:
+    args = ["--data-dir", str(demo_data), "--size", str(SIZE), "--workers", "1", "--no-fast"]
+    killed, reference = tmp_path / "killed", tmp_path / "reference"
+
+    proc = _script(*args, "--out-dir", str(killed), env_root=tmp_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(killed.glob("*/*/*.npy"))) >= 5:
+            break
+        time.sleep(0.003)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    n_done = len(list(killed.glob("*/*/*.npy")))
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert 5 <= n_done < N_DEMO and not (killed / "manifest.csv").exists()
+    # what a kill during np.save leaves behind, and an array damaged on disk
+    stale = killed / "train" / "0" / "some-patient.npy.4242.tmp"
+    stale.write_bytes(b"\x93NUMPY partial")
+    victim = next(killed.glob("*/*/*.npy"))
+    victim.write_bytes(victim.read_bytes()[:60])
+
+    resumed = _script(*args, "--out-dir", str(killed), "--no-progress", env_root=tmp_path)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert f"({N_DEMO - n_done + 1} written, {n_done - 1} reused)" in out
+    full = _script(*args, "--out-dir", str(reference), "--no-progress", env_root=tmp_path)
+    assert full.wait(timeout=120) == 0
+
+    assert not list(killed.rglob("*.tmp"))
+    assert _tree(killed) == _tree(reference)
+    assert (killed / "manifest.csv").read_bytes() == (reference / "manifest.csv").read_bytes()
+    assert (killed / "skipped.csv").read_bytes() == (reference / "skipped.csv").read_bytes()
+    assert _stable_stats(killed) == _stable_stats(reference)
+
+
+def test_cli_exit_codes(tmp_path: Path, demo_data: Path) -> None:
+    proc = _script("--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "o"),
+                   env_root=tmp_path)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "does not exist" in err and "Traceback" not in err
+
+    broken = tmp_path / "broken"
+    (broken / rsna.TRAIN_IMAGES_DIR).mkdir(parents=True)
+    shutil.copy(demo_data / rsna.LABELS_NAME, broken / rsna.LABELS_NAME)
+    for pid in rsna.read_labels(demo_data)["patientId"][:3]:
+        (broken / rsna.TRAIN_IMAGES_DIR / f"{pid}.dcm").write_bytes(b"not a dicom")
+    proc = _script("--data-dir", str(broken), "--out-dir", str(tmp_path / "o"), "--workers", "1",
+                   "--size", "32", env_root=tmp_path)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "no image could be written" in err
+    assert "0 images" in out and f"{N_DEMO - 3} labels without DICOM" in out
+    assert len(read_csv(tmp_path / "o" / "skipped.csv")) == N_DEMO
+    assert not (tmp_path / "o" / "manifest.csv").exists()
