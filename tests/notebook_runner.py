@@ -72,8 +72,6 @@ def run_notebook(path: str | Path, parameters: Mapping[str, Any] | None = None,
     if parameters:
         inject_parameters(nb, parameters)
     full_env = {**os.environ, **(env or {})}
-    # Headless plotting and no stray IPython history files in the user's home.
-    full_env.setdefault("MPLBACKEND", "Agg")
     client = NotebookClient(
         nb, timeout=timeout, kernel_name=kernel_name,
         resources={"metadata": {"path": str(cwd or path.parent)}},

@@ -30,16 +30,16 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels import apply_windowing, get_decoder
 from pydicom.uid import (
+    JPEG2000,
+    MPEG2MPML,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGLosslessSV1,
     JPEGLSLossless,
-    MPEG2MPML,
     RLELossless,
     generate_uid,
 )
@@ -109,8 +109,12 @@ def write_native(path: Path, arr: np.ndarray, **attrs) -> Path:
     rgb = arr.ndim == 3
     bits = arr.dtype.itemsize * 8
     ds = _base_dataset(
-        ExplicitVRLittleEndian, arr.shape[0], arr.shape[1],
-        BitsAllocated=bits, BitsStored=bits, HighBit=bits - 1,
+        ExplicitVRLittleEndian,
+        arr.shape[0],
+        arr.shape[1],
+        BitsAllocated=bits,
+        BitsStored=bits,
+        HighBit=bits - 1,
         PixelRepresentation=int(np.issubdtype(arr.dtype, np.signedinteger)),
     )
     if rgb:
@@ -144,8 +148,14 @@ def write_jpeg_baseline(path: Path, img: np.ndarray, quality: int = 90, **attrs)
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
     assert ok
     ds = _base_dataset(
-        JPEGBaseline8Bit, img.shape[0], img.shape[1],
-        BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0, **attrs,
+        JPEGBaseline8Bit,
+        img.shape[0],
+        img.shape[1],
+        BitsAllocated=8,
+        BitsStored=8,
+        HighBit=7,
+        PixelRepresentation=0,
+        **attrs,
     )
     ds.PixelData = encapsulate([buf.tobytes()])
     ds["PixelData"].VR = "OB"
@@ -170,13 +180,18 @@ def assert_read_error(path: Path | str, fn=read_dicom, contains: str = "") -> Di
 @pytest.fixture(scope="module")
 def rg1() -> dict[str, Radiograph]:
     """The 15-bit MONOCHROME1 chest CR, read once per module (the files are big)."""
-    return {n: read_dicom(pydicom_file(n)) for n in ("RG1_UNCR.dcm", "RG1_J2KR.dcm", "RG1_J2KI.dcm")}
+    return {
+        n: read_dicom(pydicom_file(n)) for n in ("RG1_UNCR.dcm", "RG1_J2KR.dcm", "RG1_J2KI.dcm")
+    }
 
 
 @pytest.fixture(scope="module")
 def rsna_like(tmp_path_factory) -> Path:
+    """Like an RSNA file: 1024x1024 8-bit MONOCHROME2 JPEG Baseline, PatientAge "51"."""
     path = tmp_path_factory.mktemp("rsna") / "rsna_like.dcm"
-    return write_jpeg_baseline(path, radiograph_like(1024, 1024))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "51" is not a valid AS, but it is what RSNA ships
+        return write_jpeg_baseline(path, radiograph_like(1024, 1024), PatientAge="51")
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +233,10 @@ def test_jpeg_lossless_8bit_gray_known_window():
 
 def test_jpeg_2000_lossless_and_lossy_real_ct():
     rev, unc = read_dicom(pydicom_file("693_J2KR.dcm")), read_dicom(pydicom_file("693_UNCR.dcm"))
-    lossy, lossy_ref = read_dicom(pydicom_file("693_J2KI.dcm")), read_dicom(pydicom_file("693_UNCI.dcm"))
+    lossy, lossy_ref = (
+        read_dicom(pydicom_file("693_J2KI.dcm")),
+        read_dicom(pydicom_file("693_UNCI.dcm")),
+    )
     assert rev.meta.transfer_syntax == JPEG2000Lossless and lossy.meta.transfer_syntax == JPEG2000
     np.testing.assert_array_equal(rev.image, unc.image)
     np.testing.assert_allclose(lossy.image, lossy_ref.image, atol=1e-6)
@@ -233,7 +251,10 @@ def test_deflated_explicit_vr():
 def test_jpeg_baseline_color_files_decode_to_luma():
     rgb_ds, rgb = raw_pixels("SC_rgb.dcm")
     luma = rgb.astype(np.float64) @ LUMA / 255.0
-    for name, photometric in (("SC_rgb_jpeg_dcmtk.dcm", "YBR_FULL"), ("SC_rgb_dcmtk_+eb+cr.dcm", "RGB")):
+    for name, photometric in (
+        ("SC_rgb_jpeg_dcmtk.dcm", "YBR_FULL"),
+        ("SC_rgb_dcmtk_+eb+cr.dcm", "RGB"),
+    ):
         r = read_dicom(pydicom_file(name))
         assert r.meta.transfer_syntax == JPEGBaseline8Bit
         assert r.meta.photometric == photometric
@@ -241,11 +262,14 @@ def test_jpeg_baseline_color_files_decode_to_luma():
         assert np.abs(r.image - luma).mean() < 2 / 255  # lossy, but the same picture
 
 
-@pytest.mark.parametrize("plugin, names", [
-    ("gdcm", ("MR_small_jp2klossless.dcm", "JPGLosslessP14SV1_1s_1f_8b.dcm")),
-    ("pylibjpeg", ("MR_small_jp2klossless.dcm",)),
-    ("pillow", ("MR_small_jp2klossless.dcm",)),
-])
+@pytest.mark.parametrize(
+    "plugin, names",
+    [
+        ("gdcm", ("MR_small_jp2klossless.dcm", "JPGLosslessP14SV1_1s_1f_8b.dcm")),
+        ("pylibjpeg", ("MR_small_jp2klossless.dcm",)),
+        ("pillow", ("MR_small_jp2klossless.dcm",)),
+    ],
+)
 def test_result_does_not_depend_on_the_decoder_plugin(plugin, names, monkeypatch):
     """Each permissive plugin alone gives the same image (the README's decoder table)."""
     for name in names:
@@ -319,8 +343,14 @@ def ramp16() -> np.ndarray:
 
 def test_rescale_then_linear_window_known_values(tmp_path, ramp16):
     path = write_native(
-        tmp_path / "w.dcm", ramp16, BitsStored=12, HighBit=11,
-        RescaleSlope=2, RescaleIntercept=-100, WindowCenter=100, WindowWidth=201,
+        tmp_path / "w.dcm",
+        ramp16,
+        BitsStored=12,
+        HighBit=11,
+        RescaleSlope=2,
+        RescaleIntercept=-100,
+        WindowCenter=100,
+        WindowWidth=201,
     )
     r = read_dicom(path)
     x = ramp16.astype(np.float64) * 2 - 100  # modality values
@@ -335,8 +365,13 @@ def test_rescale_then_linear_window_known_values(tmp_path, ramp16):
 @pytest.mark.parametrize("function", ["LINEAR_EXACT", "SIGMOID"])
 def test_other_voi_functions_known_values(tmp_path, ramp16, function):
     path = write_native(
-        tmp_path / "w.dcm", ramp16, BitsStored=12, HighBit=11,
-        WindowCenter=100, WindowWidth=200, VOILUTFunction=function,
+        tmp_path / "w.dcm",
+        ramp16,
+        BitsStored=12,
+        HighBit=11,
+        WindowCenter=100,
+        WindowWidth=200,
+        VOILUTFunction=function,
     )
     x = ramp16.astype(np.float64)
     if function == "LINEAR_EXACT":
@@ -350,8 +385,13 @@ def test_other_voi_functions_known_values(tmp_path, ramp16, function):
 
 def test_multiple_windows_use_the_first_and_monochrome1_inverts(tmp_path, ramp16):
     path = write_native(
-        tmp_path / "w.dcm", ramp16, BitsStored=12, HighBit=11, PhotometricInterpretation="MONOCHROME1",
-        WindowCenter=[100, 2000], WindowWidth=[201, 4000],
+        tmp_path / "w.dcm",
+        ramp16,
+        BitsStored=12,
+        HighBit=11,
+        PhotometricInterpretation="MONOCHROME1",
+        WindowCenter=[100, 2000],
+        WindowWidth=[201, 4000],
     )
     r = read_dicom(path)
     expected = 1 - np.clip((ramp16.astype(np.float64) - 99.5) / 200 + 0.5, 0, 1)
@@ -368,7 +408,12 @@ def test_window_matches_pydicom_apply_windowing_on_real_file(mr_small_reference)
 
 def test_rescale_without_window_uses_full_modality_range(tmp_path, ramp16):
     path = write_native(
-        tmp_path / "r.dcm", ramp16, BitsStored=12, HighBit=11, RescaleSlope=2, RescaleIntercept=-100,
+        tmp_path / "r.dcm",
+        ramp16,
+        BitsStored=12,
+        HighBit=11,
+        RescaleSlope=2,
+        RescaleIntercept=-100,
     )
     # stored range [0, 4095] -> modality range [-100, 8090]
     expected = (ramp16.astype(np.float64) * 2 - 100 + 100) / 8190
@@ -377,7 +422,10 @@ def test_rescale_without_window_uses_full_modality_range(tmp_path, ramp16):
 
 def test_real_rescale_slope_file_jpeg2000_matches_uncompressed():
     rev, unc = read_dicom(pydicom_file("MR2_J2KR.dcm")), read_dicom(pydicom_file("MR2_UNCR.dcm"))
-    assert float(pydicom.dcmread(pydicom_file("MR2_UNCR.dcm"), stop_before_pixels=True).RescaleSlope) != 1
+    assert (
+        float(pydicom.dcmread(pydicom_file("MR2_UNCR.dcm"), stop_before_pixels=True).RescaleSlope)
+        != 1
+    )
     np.testing.assert_array_equal(rev.image, unc.image)
 
 
@@ -386,9 +434,15 @@ def test_no_voi_signed_and_monochrome1_full_stored_range(tmp_path):
     r = read_dicom(write_native(tmp_path / "s.dcm", signed))
     np.testing.assert_allclose(r.image, (signed.astype(np.float64) + 32768) / 65535, atol=1e-6)
     mono1 = np.array([[0, 1000], [4095, 2048]], dtype=np.uint16)
-    r1 = read_dicom(write_native(
-        tmp_path / "m1.dcm", mono1, BitsStored=12, HighBit=11, PhotometricInterpretation="MONOCHROME1",
-    ))
+    r1 = read_dicom(
+        write_native(
+            tmp_path / "m1.dcm",
+            mono1,
+            BitsStored=12,
+            HighBit=11,
+            PhotometricInterpretation="MONOCHROME1",
+        )
+    )
     np.testing.assert_allclose(r1.image, 1 - mono1 / 4095, atol=1e-6)
 
 
@@ -412,13 +466,26 @@ def test_float_pixel_data_uses_actual_range(tmp_path):
 
 
 def test_presentation_lut_inverse_and_invalid_window(tmp_path, ramp16):
-    inv = read_dicom(write_native(
-        tmp_path / "i.dcm", ramp16, BitsStored=12, HighBit=11, PresentationLUTShape="INVERSE",
-    ))
+    inv = read_dicom(
+        write_native(
+            tmp_path / "i.dcm",
+            ramp16,
+            BitsStored=12,
+            HighBit=11,
+            PresentationLUTShape="INVERSE",
+        )
+    )
     np.testing.assert_allclose(inv.image, 1 - ramp16 / 4095, atol=1e-6)
-    bad = read_dicom(write_native(
-        tmp_path / "b.dcm", ramp16, BitsStored=12, HighBit=11, WindowCenter=100, WindowWidth=0,
-    ))
+    bad = read_dicom(
+        write_native(
+            tmp_path / "b.dcm",
+            ramp16,
+            BitsStored=12,
+            HighBit=11,
+            WindowCenter=100,
+            WindowWidth=0,
+        )
+    )
     np.testing.assert_allclose(bad.image, ramp16 / 4095, atol=1e-6)
     assert any("invalid window" in n for n in bad.notes)
 
@@ -501,7 +568,8 @@ def test_fast_path_taken_and_agrees_with_full_decode(rsna_like, monkeypatch):
     assert fast.image.shape == full.image.shape == (224, 224)
     assert fast.image.dtype == full.image.dtype == np.uint8
     assert fast.geometry == full.geometry
-    assert fast.meta == full.meta
+    assert fast.meta == full.meta and fast.meta.age == 51
+    assert fast.notes == [] and full.notes == []
     mad = np.abs(fast.image.astype(np.float64) - full.image.astype(np.float64)).mean() / 255
     assert mad < 1 / 255
     # the full path is read_dicom + square_and_resize + to_uint8, nothing else
@@ -510,6 +578,43 @@ def test_fast_path_taken_and_agrees_with_full_decode(rsna_like, monkeypatch):
     # and the fast path never touches pydicom's pixel decoders
     monkeypatch.setattr(dicom_mod, "get_decoder", _boom)
     assert load_dicom_resized(rsna_like, 224).fast_path
+
+
+def test_fast_path_on_a_real_chest_radiograph(rg1, tmp_path):
+    """RG1 (a real CR chest) as RSNA would ship it: 1024x1024 8-bit JPEG, ~100 KB."""
+    im = rg1["RG1_UNCR.dcm"].image
+    h, w = im.shape
+    s = min(h, w)
+    crop = im[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    img = to_uint8(cv2.resize(crop, (1024, 1024), interpolation=cv2.INTER_AREA))
+    path = write_jpeg_baseline(tmp_path / "chest.dcm", img, quality=90)
+    fast, full = load_dicom_resized(path, 224), load_dicom_resized(path, 224, fast=False)
+    assert fast.fast_path
+    assert np.abs(fast.image.astype(float) - full.image.astype(float)).mean() / 255 < 1 / 255
+
+
+@pytest.mark.parametrize(
+    "size, flag",
+    [
+        (224, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+        (256, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+        (100, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+        (512, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+        (600, cv2.IMREAD_GRAYSCALE),
+    ],
+)
+def test_fast_path_decodes_at_the_smallest_scale_not_below_size(rsna_like, monkeypatch, size, flag):
+    seen = []
+    real = cv2.imdecode
+
+    def spy(buf, flags):
+        seen.append(flags & ~cv2.IMREAD_IGNORE_ORIENTATION)
+        return real(buf, flags)
+
+    monkeypatch.setattr(dicom_mod.cv2, "imdecode", spy)
+    r = load_dicom_resized(rsna_like, size)
+    assert r.fast_path and r.image.shape == (size, size)
+    assert seen == [flag]
 
 
 def _boom(*args, **kwargs):
@@ -598,7 +703,9 @@ def test_square_and_resize_dtypes_and_interpolation():
     ramp = np.tile(np.linspace(0, 1, 8, dtype=np.float64), (8, 1))
     up, _ = square_and_resize(ramp, 16)
     assert up.dtype == np.float32 and up.shape == (16, 16)
-    np.testing.assert_allclose(up, cv2.resize(ramp.astype(np.float32), (16, 16), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_allclose(
+        up, cv2.resize(ramp.astype(np.float32), (16, 16), interpolation=cv2.INTER_LINEAR)
+    )
     u8, _ = square_and_resize((ramp * 255).astype(np.uint8), 4)
     assert u8.dtype == np.uint8
     with pytest.raises(ValueError):
@@ -615,14 +722,25 @@ def test_to_uint8_known_values():
 
 def test_read_header_fields_without_decoding(tmp_path, monkeypatch):
     path = write_jpeg_baseline(
-        tmp_path / "h.dcm", radiograph_like(64, 48), StudyDescription=SYNTHETIC_STUDY_DESCRIPTION,
+        tmp_path / "h.dcm",
+        radiograph_like(64, 48),
+        StudyDescription=SYNTHETIC_STUDY_DESCRIPTION,
     )
     monkeypatch.setattr(dicom_mod, "get_decoder", _boom)
     meta = read_header(path)
     assert meta == DicomMeta(
-        patient_id="p-001", view_position="PA", sex="F", age=51, modality="CR",
-        photometric="MONOCHROME2", transfer_syntax=JPEGBaseline8Bit, rows=64, columns=48,
-        bits_stored=8, n_frames=1, is_synthetic=True,
+        patient_id="p-001",
+        view_position="PA",
+        sex="F",
+        age=51,
+        modality="CR",
+        photometric="MONOCHROME2",
+        transfer_syntax=JPEGBaseline8Bit,
+        rows=64,
+        columns=48,
+        bits_stored=8,
+        n_frames=1,
+        is_synthetic=True,
     )
 
 
@@ -643,10 +761,22 @@ def test_read_header_rsna_age_private_marker_and_real_file(tmp_path):
     assert read_header(pydicom_file("emri_small.dcm")).n_frames == 10
 
 
-@pytest.mark.parametrize("value, years", [
-    ("51", 51), ("051Y", 51), (" 7 ", 7), ("006M", 0), ("030M", 2), ("104W", 2), ("400D", 1),
-    ("", None), (None, None), ("abc", None), ("51Q", None),
-])
+@pytest.mark.parametrize(
+    "value, years",
+    [
+        ("51", 51),
+        ("051Y", 51),
+        (" 7 ", 7),
+        ("006M", 0),
+        ("030M", 2),
+        ("104W", 2),
+        ("400D", 1),
+        ("", None),
+        (None, None),
+        ("abc", None),
+        ("51Q", None),
+    ],
+)
 def test_parse_age(value, years):
     assert parse_age(value) == years
 
@@ -678,15 +808,24 @@ def test_no_pixel_data_and_not_an_image(tmp_path):
     ds = _base_dataset(ExplicitVRLittleEndian, 4, 4)
     ds.save_as(tmp_path / "nopix.dcm", enforce_file_format=True)
     assert_read_error(tmp_path / "nopix.dcm", load_dicom_resized, contains="no Pixel Data")
-    zero = _base_dataset(ExplicitVRLittleEndian, 0, 4, BitsAllocated=8, BitsStored=8, HighBit=7,
-                         PixelRepresentation=0)
+    zero = _base_dataset(
+        ExplicitVRLittleEndian,
+        0,
+        4,
+        BitsAllocated=8,
+        BitsStored=8,
+        HighBit=7,
+        PixelRepresentation=0,
+    )
     zero.PixelData = b""
     zero.save_as(tmp_path / "zero.dcm", enforce_file_format=True)
     assert_read_error(tmp_path / "zero.dcm", contains="zero-size")
 
 
 def test_unsupported_transfer_syntax(tmp_path):
-    ds = _base_dataset(MPEG2MPML, 4, 4, BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0)
+    ds = _base_dataset(
+        MPEG2MPML, 4, 4, BitsAllocated=8, BitsStored=8, HighBit=7, PixelRepresentation=0
+    )
     ds.PixelData = encapsulate([b"\x00\x00\x01\xb3" + bytes(60)])
     ds["PixelData"].VR = "OB"
     ds.save_as(tmp_path / "mpeg.dcm", enforce_file_format=True)
@@ -712,16 +851,31 @@ def test_volume_shaped_decoder_output_is_rejected(monkeypatch):
     path = pydicom_file("MR_small.dcm")
     decoder = get_decoder(ExplicitVRLittleEndian)
     monkeypatch.setattr(
-        decoder, "as_array", lambda *a, **k: (np.zeros((4, 64, 64), np.int16), {"samples_per_pixel": 1})
+        decoder,
+        "as_array",
+        lambda *a, **k: (np.zeros((4, 64, 64), np.int16), {"samples_per_pixel": 1}),
     )
     assert_read_error(path, contains="not a 2-D image")
 
 
-@pytest.mark.parametrize("name", [
-    "badVR.dcm", "UN_sequence.dcm", "meta_missing_tsyntax.dcm", "rtstruct.dcm", "no_meta.dcm",
-    "emri_small_jpeg_2k_lossless_too_short.dcm", "JPEG2000-embedded-sequence-delimiter.dcm",
-    "waveform_ecg.dcm", "liver.dcm", "rtdose.dcm", "OT-PAL-8-face.dcm", "OBXXXX1A_expb.dcm",
-])
+@pytest.mark.filterwarnings("ignore:Invalid value for VR")
+@pytest.mark.parametrize(
+    "name",
+    [
+        "badVR.dcm",
+        "UN_sequence.dcm",
+        "meta_missing_tsyntax.dcm",
+        "rtstruct.dcm",
+        "no_meta.dcm",
+        "emri_small_jpeg_2k_lossless_too_short.dcm",
+        "JPEG2000-embedded-sequence-delimiter.dcm",
+        "waveform_ecg.dcm",
+        "liver.dcm",
+        "rtdose.dcm",
+        "OT-PAL-8-face.dcm",
+        "OBXXXX1A_expb.dcm",
+    ],
+)
 def test_odd_pydicom_files_give_an_image_or_dicom_read_error(name):
     path = pydicom_file(name)
     for fn in (read_dicom, lambda p: load_dicom_resized(p, 16)):
@@ -731,7 +885,11 @@ def test_odd_pydicom_files_give_an_image_or_dicom_read_error(name):
             assert str(Path(path)) in str(err) and "\n" not in err.reason
         else:
             assert np.isfinite(r.image.astype(np.float32)).all()
-            assert r.image.ndim == 2 and r.image.min() >= 0 and r.image.max() <= 1 + 254 * (r.image.dtype == np.uint8)
+            assert (
+                r.image.ndim == 2
+                and r.image.min() >= 0
+                and r.image.max() <= 1 + 254 * (r.image.dtype == np.uint8)
+            )
 
 
 # --------------------------------------------------------------------------- PNG / JPEG

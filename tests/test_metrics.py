@@ -97,6 +97,9 @@ def test_vectorised_resampled_auc_and_ap_equal_sklearn(ties):
     ref_ap = [average_precision_score(y[i], p[i]) for i in idx]
     np.testing.assert_allclose(auc, ref_auc, atol=1e-12)
     np.testing.assert_allclose(ap, ref_ap, atol=1e-12)
+    both = M.resampled_auc_and_ap(y, p, idx)
+    np.testing.assert_array_equal(both[0], auc)
+    np.testing.assert_array_equal(both[1], ap)
     tm = M.resampled_threshold_metrics(y, p, 0.4, idx)
     for r in (0, 7):
         ref = M.threshold_metrics(y[idx[r]], p[idx[r]], 0.4)

@@ -30,7 +30,13 @@ from pneumocam.preprocess import (
     run_preprocess,
     split_patients,
 )
-from pneumocam.processed import MANIFEST_COLUMNS, array_relpath, load_split, read_manifest, read_stats
+from pneumocam.processed import (
+    MANIFEST_COLUMNS,
+    array_relpath,
+    load_split,
+    read_manifest,
+    read_stats,
+)
 
 SIZE = 64
 N_DEMO = 60
@@ -145,6 +151,29 @@ def test_boxes_are_in_output_pixels(processed: Path, demo_data: Path) -> None:
         expected = np.asarray(labels.loc[pid, "boxes"]) * scale
         np.testing.assert_allclose(np.asarray(boxes), expected, atol=0.006)
     assert all(b == [] for b in manifest.loc[manifest["label"] == 0, "boxes"])
+
+
+def test_resume_restores_boxes_of_a_non_square_image(tmp_path: Path) -> None:
+    """A reused array's manifest row comes from the DICOM header alone (padding included)."""
+    from pydicom.data import get_testdata_file
+
+    data = tmp_path / "data"
+    (data / rsna.TRAIN_IMAGES_DIR).mkdir(parents=True)
+    shutil.copy(get_testdata_file("RG1_UNCR.dcm"), data / rsna.TRAIN_IMAGES_DIR / "rg1.dcm")
+    (data / rsna.LABELS_NAME).write_text("patientId,x,y,width,height,Target\n"
+                                         "rg1,100,200,300,400,1\nrg1,0,0,1841,1955,1\n")
+    out = tmp_path / "out"
+    run_preprocess(config(data, out, val_fraction=0.0, test_fraction=0.0))
+    first = (out / "manifest.csv").read_bytes()
+    boxes = read_manifest(out)["boxes"][0]
+    # 1955 rows x 1841 columns: padded left/right by 57 to 1955, then scaled by 64/1955
+    s = SIZE / 1955
+    np.testing.assert_allclose(boxes, [[(100 + 57) * s, 200 * s, 300 * s, 400 * s],
+                                       [57 * s, 0, 1841 * s, 1955 * s]], atol=0.006)
+    (out / "manifest.csv").unlink()
+    summary = run_preprocess(config(data, out, val_fraction=0.0, test_fraction=0.0))
+    assert summary.reused == 1 and summary.written == 0
+    assert (out / "manifest.csv").read_bytes() == first
 
 
 # ----------------------------------------------------------------------------- the split

@@ -199,7 +199,9 @@ def _library_cam(method: str, model: nn.Module, layer: nn.Module):
             f"method '{method}' needs the grad-cam package (pip install grad-cam==1.5.7); "
             "method 'cam' works without it."
         ) from exc
-    return getattr(pytorch_grad_cam, _LIBRARY_CLASSES[method])(model=model, target_layers=[layer])
+    cam_obj = getattr(pytorch_grad_cam, _LIBRARY_CLASSES[method])(model=model, target_layers=[layer])
+    cam_obj.batch_size = 128  # Score-CAM: masked copies per forward pass (library default 16)
+    return cam_obj
 
 
 def _eigen_sign(low: np.ndarray, activations: np.ndarray) -> np.ndarray:

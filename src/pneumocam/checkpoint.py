@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError
+from .provenance import default_file_mode
 
 
 def save_checkpoint(obj: Any, path: str | Path) -> Path:
@@ -25,6 +26,7 @@ def save_checkpoint(obj: Any, path: str | Path) -> Path:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -236,8 +236,8 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
     paired: list[dict[str, Any]] = []
     for d in data:
         p = probs[d.name]
-        s = {"roc_auc": M.resampled_roc_auc(y, p, idx),
-             "average_precision": M.resampled_average_precision(y, p, idx)}
+        auc_s, ap_s = M.resampled_auc_and_ap(y, p, idx)
+        s = {"roc_auc": auc_s, "average_precision": ap_s}
         samples[d.name] = s
         point = {"roc_auc": M.safe_roc_auc(y, p), "average_precision": M.safe_average_precision(y, p)}
         thr = d.eval.get("operating_threshold")

@@ -153,7 +153,7 @@ class DemoConfig:
     """How many non-opacity findings a "Not Normal" image carries (inclusive range)."""
     support_device_prob: tuple[float, float] = (0.35, 0.08)
     """(AP, PA) chance that any image carries ECG leads / lines, whatever its class."""
-    jpeg_quality: int = 90
+    jpeg_quality: int = 85
     """JPEG quality of the DICOM pixel data (about 100-150 KB per image, like RSNA)."""
 
     def __post_init__(self) -> None:

@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,7 +87,8 @@ __all__ = [
     "to_uint8",
 ]
 
-#: The demo generator writes this StudyDescription; :attr:`DicomMeta.is_synthetic` keys on it.
+#: The demo generator writes this StudyDescription; :attr:`DicomMeta.is_synthetic` is True for
+#: any StudyDescription starting with "SYNTHETIC DEMO" (case-insensitive).
 SYNTHETIC_STUDY_DESCRIPTION = "SYNTHETIC DEMO - pneumocam"
 #: Alternative marker: a private creator element (0009,0010) with this value.
 SYNTHETIC_PRIVATE_CREATOR_TAG = 0x00090010
@@ -95,9 +98,18 @@ SYNTHETIC_PRIVATE_CREATOR = "PNEUMOCAM SYNTHETIC DEMO"
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 _HEADER_TAGS = [
-    "PatientID", "ViewPosition", "PatientSex", "PatientAge", "Modality",
-    "PhotometricInterpretation", "Rows", "Columns", "BitsStored", "NumberOfFrames",
-    "StudyDescription", SYNTHETIC_PRIVATE_CREATOR_TAG,
+    "PatientID",
+    "ViewPosition",
+    "PatientSex",
+    "PatientAge",
+    "Modality",
+    "PhotometricInterpretation",
+    "Rows",
+    "Columns",
+    "BitsStored",
+    "NumberOfFrames",
+    "StudyDescription",
+    SYNTHETIC_PRIVATE_CREATOR_TAG,
 ]
 
 # Which pip package brings a decoder for each compressed transfer syntax (pydicom plugins).
@@ -169,7 +181,12 @@ class SquareGeometry:
         """Map ``[x, y, w, h]`` boxes (original pixels, x/y = upper-left) to output pixels."""
         s = self.scale
         return [
-            [(float(x) + self.pad_left) * s, (float(y) + self.pad_top) * s, float(w) * s, float(h) * s]
+            [
+                (float(x) + self.pad_left) * s,
+                (float(y) + self.pad_top) * s,
+                float(w) * s,
+                float(h) * s,
+            ]
             for x, y, w, h in boxes
         ]
 
@@ -281,31 +298,41 @@ def _meta_from_dataset(ds: Dataset) -> DicomMeta:
     )
 
 
+@contextmanager
+def _warnings_to_notes(notes: list[str]) -> Iterator[list[warnings.WarningMessage]]:
+    """Turn warnings raised inside the block into one-line notes (not 26,684 stderr lines)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield caught
+        finally:
+            for w in caught:
+                note = f"warning: {_one_line(w.message, 120)}"
+                if note not in notes:
+                    notes.append(note)
+
+
 def _dcmread(path: Path, notes: list[str] | None = None, **kwargs: Any) -> tuple[Dataset, bool]:
     """``pydicom.dcmread`` with every failure turned into a :class:`DicomReadError`.
 
-    pydicom's warnings (e.g. "End of file reached before delimiter") go to ``notes`` as one
-    line each instead of stderr; the bool is True when the file ended early. A file without
-    a transfer syntax gets the one it was actually read with.
+    pydicom's warnings (e.g. "End of file reached before delimiter") go to ``notes``; the
+    bool is True when the file ended early. A file without a transfer syntax gets the one
+    it was actually read with.
     """
     notes = [] if notes is None else notes
     if not path.is_file():
         raise DicomReadError(path, "file not found")
     if path.stat().st_size == 0:
         raise DicomReadError(path, "empty file (0 bytes)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _warnings_to_notes(notes) as caught:
         ds = _dcmread_or_force(path, **kwargs)
-    truncated = False
-    for w in caught:
-        msg = _one_line(w.message, 120)
-        truncated |= "end of file" in msg.lower()
-        if f"pydicom: {msg}" not in notes:
-            notes.append(f"pydicom: {msg}")
+    truncated = any("end of file" in str(w.message).lower() for w in caught)
     if _transfer_syntax(ds) is None and ds.original_encoding[0] is not None:
         implicit, little = ds.original_encoding
-        ts = ImplicitVRLittleEndian if implicit else (
-            ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        ts = (
+            ImplicitVRLittleEndian
+            if implicit
+            else (ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
         )
         if not hasattr(ds, "file_meta"):
             ds.file_meta = FileMetaDataset()
@@ -325,8 +352,12 @@ def _dcmread_or_force(path: Path, **kwargs: Any) -> Dataset:
         ds = pydicom.dcmread(path, force=True, **kwargs)
     except Exception as exc:
         raise DicomReadError(path, "not a DICOM file (no 'DICM' marker)") from exc
-    # A forced read of arbitrary bytes "succeeds" with junk; accept it only if it looks like an image.
-    if ds.get("Rows") is None or ds.get("Columns") is None or ds.get("PhotometricInterpretation") is None:
+    # A forced read of arbitrary bytes "succeeds" with junk: accept only what looks like an image.
+    if (
+        ds.get("Rows") is None
+        or ds.get("Columns") is None
+        or ds.get("PhotometricInterpretation") is None
+    ):
         raise DicomReadError(path, "not a DICOM image (no 'DICM' marker, no image attributes)")
     return ds
 
@@ -435,7 +466,8 @@ def _gray_to_unit(arr: np.ndarray, ds: Dataset, notes: list[str] | None = None) 
     width = _first(ds.get("WindowWidth"))
     function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
     valid_window = (
-        center is not None and width is not None
+        center is not None
+        and width is not None
         and function in ("LINEAR", "LINEAR_EXACT", "SIGMOID")
         and (width >= 1 if function == "LINEAR" else width > 0)
     )
@@ -474,7 +506,9 @@ def _gray_to_unit(arr: np.ndarray, ds: Dataset, notes: list[str] | None = None) 
     if _should_invert(ds):
         out = np.float32(1.0) - out
         pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-        notes.append("MONOCHROME1 inverted" if pi == "MONOCHROME1" else "Presentation LUT INVERSE applied")
+        notes.append(
+            "MONOCHROME1 inverted" if pi == "MONOCHROME1" else "Presentation LUT INVERSE applied"
+        )
     return out.astype(np.float32, copy=False)
 
 
@@ -494,7 +528,7 @@ def _decode_first_frame(
     """First frame as decoded by pydicom (YBR already converted to RGB), and its properties."""
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         if truncated:
-            raise DicomReadError(path, "truncated file (ended before the Pixel Data)")
+            raise DicomReadError(path, "truncated file (Pixel Data incomplete or missing)")
         what = _str_or_none(ds.get("Modality")) or "unknown"
         raise DicomReadError(path, f"no Pixel Data (not an image; Modality {what})")
     ts = _transfer_syntax(ds)
@@ -502,20 +536,26 @@ def _decode_first_frame(
         raise DicomReadError(path, "no Transfer Syntax UID in the file meta; cannot decode")
     rows, cols = _int_or_none(ds.get("Rows")), _int_or_none(ds.get("Columns"))
     if not rows or not cols:
-        raise DicomReadError(path, f"zero-size or missing image dimensions (Rows={rows}, Columns={cols})")
+        raise DicomReadError(
+            path, f"zero-size or missing image dimensions (Rows={rows}, Columns={cols})"
+        )
     try:
         decoder = get_decoder(ts)
     except NotImplementedError as exc:
         raise DicomReadError(path, f"unsupported transfer syntax {ts.name} ({ts})") from exc
     if not decoder.is_available:
-        raise DicomReadError(path, f"no decoder installed for {ts.name}: pip install {decoder_hint(ts)}")
+        raise DicomReadError(
+            path, f"no decoder installed for {ts.name}: pip install {decoder_hint(ts)}"
+        )
     try:
         arr, props = decoder.as_array(ds, index=0, **as_pixel_options(ds))
     except Exception as exc:
         bits = _int_or_none(ds.get("BitsStored")) or 8
         if ts == JPEGExtended12Bit and bits > 8 and "pylibjpeg" not in decoder.available_plugins:
-            reason = (f"no decoder installed for 12-bit {ts.name} (Pillow/GDCM do 8-bit only): "
-                      "pip install pylibjpeg pylibjpeg-libjpeg")
+            reason = (
+                f"no decoder installed for 12-bit {ts.name} (Pillow/GDCM do 8-bit only): "
+                "pip install pylibjpeg pylibjpeg-libjpeg"
+            )
         else:
             prefix = "truncated file: " if truncated else ""
             reason = f"{prefix}cannot decode {ts.name} pixel data ({_exc_reason(exc)})"
@@ -523,8 +563,15 @@ def _decode_first_frame(
     return arr, props
 
 
-def _to_unit_image(ds: Dataset, path: Path, notes: list[str], truncated: bool = False) -> np.ndarray:
+def _to_unit_image(
+    ds: Dataset, path: Path, notes: list[str], truncated: bool = False
+) -> np.ndarray:
     """Decode + display chain: float32 (H, W) in [0, 1], dark lungs."""
+    with _warnings_to_notes(notes):
+        return _to_unit_image_inner(ds, path, notes, truncated)
+
+
+def _to_unit_image_inner(ds: Dataset, path: Path, notes: list[str], truncated: bool) -> np.ndarray:
     arr, props = _decode_first_frame(ds, path, truncated)
     n = _n_frames(ds)
     if n > 1:
@@ -533,8 +580,13 @@ def _to_unit_image(ds: Dataset, path: Path, notes: list[str], truncated: bool = 
         raise DicomReadError(path, "zero-size pixel array")
 
     header_pi = (_str_or_none(ds.get("PhotometricInterpretation")) or "").upper()
-    pi = str(getattr(props.get("photometric_interpretation"), "value",
-                     props.get("photometric_interpretation") or header_pi)).upper()
+    pi = str(
+        getattr(
+            props.get("photometric_interpretation"),
+            "value",
+            props.get("photometric_interpretation") or header_pi,
+        )
+    ).upper()
     spp = int(props.get("samples_per_pixel") or ds.get("SamplesPerPixel") or 1)
     bits = int(props.get("bits_stored") or ds.get("BitsStored") or 8)
 
@@ -550,7 +602,9 @@ def _to_unit_image(ds: Dataset, path: Path, notes: list[str], truncated: bool = 
                 image = _color_to_unit(rgb, 8 if rgb.max(initial=0) <= 255 else 16)
                 notes.append("PALETTE COLOR converted to gray")
             else:
-                raise DicomReadError(path, f"unsupported Photometric Interpretation {pi!r} for 1 sample")
+                raise DicomReadError(
+                    path, f"unsupported Photometric Interpretation {pi!r} for 1 sample"
+                )
         elif spp == 3:
             if arr.ndim != 3 or arr.shape[-1] != 3:
                 raise DicomReadError(path, f"not a 2-D colour image: frame shape {arr.shape}")
@@ -560,14 +614,18 @@ def _to_unit_image(ds: Dataset, path: Path, notes: list[str], truncated: bool = 
                 image = arr[..., 0].astype(np.float32) * np.float32(1.0 / (2.0**bits - 1))
                 np.clip(image, 0.0, 1.0, out=image)
             else:
-                raise DicomReadError(path, f"unsupported Photometric Interpretation {pi!r} for 3 samples")
+                raise DicomReadError(
+                    path, f"unsupported Photometric Interpretation {pi!r} for 3 samples"
+                )
             notes.append(f"{header_pi or pi} converted to gray")
         else:
             raise DicomReadError(path, f"unsupported Samples per Pixel {spp}")
     except DicomReadError:
         raise
     except Exception as exc:  # malformed LUTs, windows, palette...
-        raise DicomReadError(path, f"cannot apply LUT/colour transforms ({_exc_reason(exc)})") from exc
+        raise DicomReadError(
+            path, f"cannot apply LUT/colour transforms ({_exc_reason(exc)})"
+        ) from exc
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
@@ -604,8 +662,12 @@ def square_geometry(height: int, width: int, size: int) -> SquareGeometry:
         raise ValueError(f"need positive sizes, got height={height} width={width} size={size}")
     side = max(height, width)
     return SquareGeometry(
-        height=height, width=width, side=side,
-        pad_top=(side - height) // 2, pad_left=(side - width) // 2, size=size,
+        height=height,
+        width=width,
+        side=side,
+        pad_top=(side - height) // 2,
+        pad_left=(side - width) // 2,
+        size=size,
     )
 
 
@@ -684,8 +746,10 @@ def _fast_decode(ds: Dataset, size: int) -> tuple[np.ndarray, SquareGeometry] | 
     for cand in (8, 4, 2):
         if (
             geo.side // cand >= size
-            and rows % cand == 0 and cols % cand == 0
-            and geo.pad_top % cand == 0 and geo.pad_left % cand == 0
+            and rows % cand == 0
+            and cols % cand == 0
+            and geo.pad_top % cand == 0
+            and geo.pad_left % cand == 0
         ):
             k = cand
             break
@@ -699,8 +763,12 @@ def _fast_decode(ds: Dataset, size: int) -> tuple[np.ndarray, SquareGeometry] | 
     if img is None or img.dtype != np.uint8 or img.shape != (rows // k, cols // k):
         return None
     reduced = SquareGeometry(
-        height=rows // k, width=cols // k, side=geo.side // k,
-        pad_top=geo.pad_top // k, pad_left=geo.pad_left // k, size=size,
+        height=rows // k,
+        width=cols // k,
+        side=geo.side // k,
+        pad_top=geo.pad_top // k,
+        pad_left=geo.pad_left // k,
+        size=size,
     )
     return _resize_square(_pad(img, reduced), size), geo
 

@@ -121,14 +121,13 @@ def view_analysis(pred: Predictions, n_boot: int, seed: int) -> dict[str, Any]:
     if len(set(pred.view[known])) == 1:
         base["note"] = "only one view position present: the view-only score is constant (AUC 0.5)"
     idx = M.bootstrap_indices(yk.size, n_boot, seed)
-    view_s = M.resampled_roc_auc(yk, score, idx)
+    view_s, view_ap_s = M.resampled_auc_and_ap(yk, score, idx)
     model_s = M.resampled_roc_auc(yk, pk, idx)
     view_auc, model_auc = M.safe_roc_auc(yk, score), M.safe_roc_auc(yk, pk)
     diff = model_s - view_s
     base.update(
         roc_auc=M.summarize(view_auc, view_s),
-        average_precision=M.summarize(M.safe_average_precision(yk, score),
-                                      M.resampled_average_precision(yk, score, idx)),
+        average_precision=M.summarize(M.safe_average_precision(yk, score), view_ap_s),
         model_roc_auc_same_images=M.summarize(model_auc, model_s),
         model_minus_view_auc={**M.summarize(model_auc - view_auc, diff),
                               "share_diff_le_0": _share_le_0(diff)},

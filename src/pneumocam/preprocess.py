@@ -679,7 +679,7 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
         # Nothing usable: leave no manifest/stats that a trainer could mistake for data.
         (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
         (out_dir / STATS_NAME).unlink(missing_ok=True)
-        return summary
+        return _finish(summary, start)
 
     split_of = dict(zip(ok["patientId"], ok["split"], strict=True))
     for p, r in zip(ok["patientId"], rows, strict=True):
@@ -711,6 +711,13 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
         },
         "provenance": provenance(),
     })
+    return _finish(summary, start)
+
+
+def _finish(summary: PreprocessSummary, start: float) -> PreprocessSummary:
+    """Stamp the wall time, manifest and stats writing included."""
+    summary.seconds = time.perf_counter() - start
+    summary.images_per_second = summary.n_images / summary.seconds if summary.seconds > 0 else 0.0
     return summary
 
 
