@@ -19,6 +19,16 @@ otherwise every ReLU'd map of a random model can be zero and the correlation und
 
     python benchmarks/bench_cam.py                       # CUDA if present, else a short CPU run
     python benchmarks/bench_cam.py --device cpu --n-images 64 --batch-size 32 --repeats 2
+
+Measured (random model, 224x224, maps equal: correlation 1.00000 fp32, 0.99997 bf16):
+
+- one H200, torch 2.11, ``--n-images 2048 --repeats 3``, before the channels-last and pinned
+  input staging in ``compute_cams``: GradCAM 1,887 images/s at batch 64; compute_cams to host
+  10,472 (5.6x); bf16 on device at batch 256 29,530 (15.7x). Separate probes on the same
+  machine: channels-last weights 34,737 on device (bf16, batch 256) and 11,465 to host; with
+  pinned input images 15,565 to host (8.2x).
+- 2 shared CPU cores, torch 2.14, ``--device cpu --n-images 64 --batch-size 32 --repeats 2``:
+  GradCAM 5.5 images/s, compute_cams 12.0 (2.2x).
 """
 
 from __future__ import annotations

@@ -109,5 +109,4 @@ display(Image(filename=report.saved["counts.png"]))  # the saved PNG, exactly as
 
 # %%
 display(Image(filename=report.saved["samples.png"]))
-for name, path in report.saved.items():
-    print(f"saved {name}: {path}")
+display(report.saved)  # every figure and table this notebook wrote

@@ -26,14 +26,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"files, else the demo dataset in {paths.demo_dir()})")
     p.add_argument("--out-dir", type=Path, default=None,
                    help=f"output folder (default: {paths.processed_dir()})")
-    p.add_argument("--size", type=int, default=224, help="side of the square output arrays in pixels")
+    p.add_argument("--size", type=int, default=224, help="side of the square output arrays in pixels (default: 224)")
     p.add_argument("--val-fraction", type=float, default=0.1,
-                   help="share of patients (per class) in the validation split")
+                   help="share of patients (per class) in the validation split (default: 0.1)")
     p.add_argument("--test-fraction", type=float, default=0.1,
-                   help="share of patients (per class) in the test split")
-    p.add_argument("--seed", type=int, default=0, help="seed of the patient split")
+                   help="share of patients (per class) in the test split (default: 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the patient split (default: 0)")
     p.add_argument("--workers", type=int, default=None,
-                   help="decoding processes (default: all CPU cores; 1 decodes in-process)")
+                   help="decoding worker processes (default: all CPU cores)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete earlier outputs in --out-dir (from any source) before writing")
     p.add_argument("--no-fast", dest="fast", action="store_false",

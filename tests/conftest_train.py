@@ -16,15 +16,18 @@ import pandas as pd
 
 from pneumocam.processed import MANIFEST_COLUMNS, array_relpath
 
+BLOB_CONTRAST = 30  # grey levels added inside the disc; the noise sd is 30
+
 
 def blob_image(rng: np.random.Generator, size: int, positive: bool) -> np.ndarray:
-    """uint8 (size, size): dark noise, plus a bright disc of radius ~size/6 when positive."""
-    img = rng.normal(40, 12, (size, size))
+    """uint8 (size, size): dark noise, plus a faint disc of radius ~size/6 when positive
+    (faint enough that a few epochs do not make validation perfect)."""
+    img = rng.normal(60, 30, (size, size))
     if positive:
         r = size / 6
         cy, cx = rng.uniform(r + 2, size - r - 2, 2)
         yy, xx = np.mgrid[:size, :size]
-        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] += 150
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] += BLOB_CONTRAST
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

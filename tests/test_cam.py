@@ -13,6 +13,7 @@ from pneumocam.cam import (
     CASCADE_STAGES,
     METHODS,
     CamResult,
+    _channels_last,
     _eigen_sign,
     class_activation_map,
     compute_cams,
@@ -213,6 +214,8 @@ def test_mode_restored_and_bad_inputs(small_model):
     try:
         compute_cams(small_model, images(2, 32))
         assert small_model.training
+        compute_cams(small_model, images(2, 32), "gradcam")
+        assert small_model.training
     finally:
         small_model.eval()
     with pytest.raises(ConfigError, match="unknown CAM method"):
@@ -223,6 +226,19 @@ def test_mode_restored_and_bad_inputs(small_model):
         compute_cams(small_model, torch.zeros(2, 1, 32, 32, dtype=torch.uint8))
     with pytest.raises(ConfigError, match="fc = Linear"):
         compute_cams(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3)), images(1, 32))
+
+
+def test_channels_last_layout_is_restored(small_model):
+    params = list(small_model.parameters())
+    x = images(3, 32)
+    ref = compute_cams(small_model, x)
+    conv = small_model.layer1[0].conv1.weight
+    with _channels_last(small_model, enable=True):  # used on CUDA; the mechanics hold on CPU
+        assert conv.is_contiguous(memory_format=torch.channels_last)
+        inside = compute_cams(small_model, x)
+    assert conv.is_contiguous() and not conv.is_contiguous(memory_format=torch.channels_last)
+    assert all(a is b for a, b in zip(params, small_model.parameters(), strict=True))
+    torch.testing.assert_close(inside.raw, ref.raw, rtol=1e-4, atol=1e-4)
 
 
 def test_keep_on_device_on_cpu(small_model):

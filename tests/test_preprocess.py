@@ -7,6 +7,7 @@ One demo dataset (60 synthetic DICOMs) is generated per session and shared; ever
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumocam import paths, rsna
+from pneumocam import dicom, paths, rsna
 from pneumocam.demo import make_demo_dataset
 from pneumocam.errors import ConfigError, DataSourceError, LabelsError
 from pneumocam.preprocess import (
@@ -233,6 +234,32 @@ def test_bad_files_are_listed_and_the_run_continues(bad_data: dict, processed: P
         assert np.array_equal(np.load(out / rel), np.load(processed / rel))
 
 
+@pytest.mark.skipif(multiprocessing.get_start_method() != "fork",
+                    reason="the crash is planted by patching the parent before workers fork")
+def test_a_decoder_crash_costs_one_file_not_the_run(demo_data: Path, processed: Path,
+                                                     tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    victim = sorted(p.stem for p in (demo_data / rsna.TRAIN_IMAGES_DIR).glob("*.dcm"))[7]
+    real = dicom.load_dicom_resized
+
+    def crashing(path, *args, **kwargs):
+        if Path(path).stem == victim:
+            os.kill(os.getpid(), signal.SIGKILL)  # what a segfault in a C decoder looks like
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(dicom, "load_dicom_resized", crashing)
+    out = tmp_path / "out"
+    summary = run_preprocess(config(demo_data, out, workers=2))
+    # arrays finished before the crash in the broken chunks are kept (reused) on the re-run
+    assert summary.n_images == N_DEMO - 1 and summary.skipped == 1
+    skipped = read_csv(out / "skipped.csv")
+    assert skipped["file"].tolist() == [str(demo_data / rsna.TRAIN_IMAGES_DIR / f"{victim}.dcm")]
+    assert "decoder crashed" in skipped["reason"][0]
+    good = read_csv(processed / "manifest.csv")
+    assert (read_csv(out / "manifest.csv").to_numpy() == good[good["patientId"] != victim]
+            .to_numpy()).all()
+
+
 def test_missing_inputs_are_clear_errors(tmp_path: Path, demo_data: Path) -> None:
     with pytest.raises(DataSourceError, match="does not exist"):
         run_preprocess(config(tmp_path / "nowhere", tmp_path / "out"))
@@ -337,6 +364,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(demo_data: Path, tmp_pat
         time.sleep(0.003)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
+    time.sleep(0.6)  # the orphaned decoding worker notices its parent is gone and exits
     n_done = len(list(killed.glob("*/*/*.npy")))
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert 5 <= n_done < N_DEMO and not (killed / "manifest.csv").exists()

@@ -50,9 +50,17 @@ class AugmentConfig:
 
 # --------------------------------------------------------------------------- class weights
 
+def as_tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``torch.as_tensor`` that copies read-only numpy arrays (e.g. from pandas) instead of
+    wrapping them (which torch warns about)."""
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        x = x.copy()
+    return torch.as_tensor(x)
+
+
 def class_counts(labels: np.ndarray | torch.Tensor) -> tuple[int, int]:
     """``(n_negative, n_positive)`` of a 0/1 label vector."""
-    y = torch.as_tensor(labels).long()
+    y = as_tensor(labels).long()
     n_pos = int((y == 1).sum())
     return int(y.numel()) - n_pos, n_pos
 
@@ -62,7 +70,7 @@ def balanced_weights(labels: np.ndarray | torch.Tensor) -> torch.Tensor:
 
     Drawing with these weights picks each class with probability 1/2 per draw.
     """
-    y = torch.as_tensor(labels).long()
+    y = as_tensor(labels).long()
     counts = torch.bincount(y, minlength=2).to(torch.float64)
     return (1.0 / counts.clamp_min(1))[y]
 
@@ -128,7 +136,7 @@ class DistributedWeightedSampler(Sampler[int]):
                  num_replicas: int = 1, rank: int = 0, seed: int = 0):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank {rank} outside [0, {num_replicas})")
-        self.labels = torch.as_tensor(labels).long().cpu()
+        self.labels = as_tensor(labels).long().cpu()
         self.sampler = sampler
         self.num_replicas = num_replicas
         self.rank = rank
@@ -234,8 +242,8 @@ class UInt8Dataset(Dataset):
     """
 
     def __init__(self, images: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor):
-        self.images = torch.as_tensor(images)
-        self.labels = torch.as_tensor(labels).to(torch.float32)
+        self.images = as_tensor(images)
+        self.labels = as_tensor(labels).to(torch.float32)
         if self.images.dtype != torch.uint8 or self.images.ndim != 3:
             raise ValueError(f"expected uint8 (N, H, W) images, got {self.images.dtype} "
                              f"{tuple(self.images.shape)}")

@@ -41,7 +41,13 @@ import pandas as pd
 import torch
 
 from . import overlays, paths, rsna
-from .errors import ConfigError, DataSourceError, DicomReadError, ProcessedDataError
+from .errors import (
+    ConfigError,
+    DataSourceError,
+    DicomReadError,
+    ProcessedDataError,
+    RunOutputsError,
+)
 from .metrics import safe_roc_auc, threshold_metrics
 from .predict import LoadedRun, load_run, normalize_images, warn
 from .processed import SPLITS, SplitArrays, load_split, read_manifest, read_stats
@@ -276,8 +282,10 @@ def write_submission(run: LoadedRun, folder: Path, method: str, batch_size: int,
         preds = detect_boxes(_np(res.normalized), _np(res.probs), box_threshold, run.threshold)
         for pid, pred, geo in zip(good, preds, geos, strict=True):
             if geo is not None and pred:
-                original = geo.boxes_to_original([box for _, box in pred])
-                pred = [(conf, box) for (conf, _), box in zip(pred, original, strict=True)]
+                original = [_clip_box(b, geo.width, geo.height)
+                            for b in geo.boxes_to_original([box for _, box in pred])]
+                pred = [(conf, box) for (conf, _), box in zip(pred, original, strict=True)
+                        if box[2] > 0 and box[3] > 0]
             rows.append((pid, prediction_string(pred)))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with out_path.open("w", newline="") as fh:
@@ -286,6 +294,13 @@ def write_submission(run: LoadedRun, folder: Path, method: str, batch_size: int,
         writer.writerows(sorted(rows))
     return {"path": str(out_path), "n_images": len(items), "n_failed": len(failed),
             "failed": failed[:20]}
+
+
+def _clip_box(box: Sequence[float], width: int, height: int) -> list[float]:
+    """``[x, y, w, h]`` cut to the image (a region in the square's padding maps outside it)."""
+    x0, y0 = max(0.0, box[0]), max(0.0, box[1])
+    x1, y1 = min(float(width), box[0] + box[2]), min(float(height), box[1] + box[3])
+    return [x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0)]
 
 
 def _test_images_folder(source: Mapping[str, Any]) -> Path | None:
@@ -314,11 +329,12 @@ def _check_source(run: LoadedRun, data_source: Mapping[str, Any], data_dir: Path
 
 
 def _boxes(manifest: pd.DataFrame) -> list[list[list[float]]]:
-    return [[list(map(float, b)) for b in boxes] for boxes in manifest["boxes"]]
+    return [[[float(v) for v in b] for b in boxes] for boxes in manifest["boxes"]]
 
 
-def _load(data_dir: Path, split: str, manifest: pd.DataFrame, limit: int | None) -> SplitArrays:
-    return load_split(data_dir, split, manifest, limit=limit)
+def _positives(labels: np.ndarray, boxes: Sequence[Sequence]) -> np.ndarray:
+    """bool (N,): positive images that have at least one box (localization needs a box)."""
+    return (np.asarray(labels) == 1) & np.array([len(b) > 0 for b in boxes], dtype=bool)
 
 
 def _validate(config: InterpretConfig) -> None:
@@ -338,7 +354,8 @@ def _validate(config: InterpretConfig) -> None:
         raise ConfigError("--limit must be >= 1.")
 
 
-def _outputs(run: str) -> dict[str, Path]:
+def output_paths(run: str) -> dict[str, Path]:
+    """Where :func:`interpret` writes each output of ``run``."""
     m = paths.metrics_dir()
     return {
         "localization_json": m / f"{run}_localization.json",
@@ -352,19 +369,19 @@ def _outputs(run: str) -> dict[str, Path]:
 
 
 def _draw(run: LoadedRun, data: SplitArrays, maps: SplitMaps, idx: np.ndarray, boxes: list,
-          method: str, out: dict[str, Path], n_grid: int, demo: bool) -> list[str]:
+          hits: Mapping[int, bool], method: str, out: Mapping[str, Path], n_grid: int,
+          demo: bool) -> list[str]:
     """Single-image overlays for ``idx`` and the four confusion-matrix grids."""
     ids = data.manifest["patientId"].astype(str).tolist()
     folder = out["overlays_dir"]
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.png"):  # a previous run's choice must not linger beside this one
+    for old in folder.glob("*.png"):  # an earlier choice of images must not linger beside this one
         old.unlink()
     written = []
     for i in idx:
-        hit = overlays.peak_in_boxes(maps.maps[i], boxes[i])
+        title = overlays.overlay_title(int(data.labels[i]), float(maps.probs[i]), hits.get(int(i)))
         fig = overlays.cam_overlay_figure(
-            data.images[i], maps.maps[i], boxes[i],
-            title=overlays.overlay_title(int(data.labels[i]), float(maps.probs[i]), hit),
+            data.images[i], maps.maps[i], boxes[i], title=title,
             suptitle=f"{ids[i]} | run {run.name} | {method}", demo=demo)
         written.append(str(overlays.save_figure(fig, folder / f"{ids[i]}.png")))
     cells = confusion_cells(data.labels, maps.probs, ids, run.threshold, n_grid)
@@ -373,15 +390,40 @@ def _draw(run: LoadedRun, data: SplitArrays, maps: SplitMaps, idx: np.ndarray, b
     for cell, cidx in cells.items():
         fig = overlays.cam_grid_figure(
             data.images[cidx], maps.maps[cidx], [boxes[i] for i in cidx],
-            [f"{ids[i][:12]} p={maps.probs[i]:.2f}" for i in cidx],
+            [f"{ids[i][:13]} p={maps.probs[i]:.2f}" for i in cidx],
             f"run {run.name}, {method}: most confident {names[cell]} "
             f"(threshold {run.threshold:.3f})", demo=demo)
         overlays.save_figure(fig, out[f"grid_{cell}"])
     return written
 
 
+def _fmt(value: float | None) -> str:
+    return "" if value is None or math.isnan(value) else f"{value:.6f}"
+
+
+def _write_localization_csv(path: Path, ids: Sequence[str], pos_idx: np.ndarray, probs: np.ndarray,
+                            threshold: float, per_image: Sequence[Mapping], raw: np.ndarray,
+                            preds: Sequence, boxes: Sequence) -> None:
+    from .detection import rsna_image_score
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(LOCALIZATION_CSV_COLUMNS)
+        for j, (i, row) in enumerate(zip(pos_idx, per_image, strict=True)):
+            py, px = overlays.peak_yx(raw[j])
+            writer.writerow([ids[i], 1, f"{probs[i]:.6f}", int(probs[i] >= threshold),
+                             int(bool(row["pointing_game"])), _fmt(row["mass_in_boxes"]),
+                             _fmt(row["iou"]), len(boxes[i]), len(preds[i]),
+                             _fmt(rsna_image_score(preds[i], boxes[i])), px, py])
+
+
 def interpret(config: InterpretConfig) -> dict[str, Any]:
     """Run the whole interpretation stage for one run (see the module docstring).
+
+    Localization is measured on the raw (signed) maps of the positive images with boxes: the
+    pointing game and IoU are unchanged by the min-max scaling, and mass in boxes then counts
+    positive evidence only. Overlays and detection use the normalised maps.
 
     Returns:
         The localization JSON's content (also written to ``metrics/<run>_localization.json``)
@@ -389,12 +431,12 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
 
     Raises:
         CheckpointError: missing, truncated or untrusted weights.
-        ConfigError: bad settings. ProcessedDataError: missing data or no positive images.
+        ConfigError: bad settings. ProcessedDataError: missing data, no positive images.
         DataSourceError: the run was trained on another data source than ``data_dir`` holds.
     """
     from .cam import randomization_sanity_check
-    from .detection import rsna_image_score, rsna_metric
-    from .localization import localization_report, mass_in_boxes, pointing_game, thresholded_iou
+    from .detection import rsna_metric
+    from .localization import localization_report
 
     _validate(config)
     run = load_run(config.weights, config.device, config.data_dir)
@@ -404,90 +446,82 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
     _check_source(run, source, data_dir)
     demo = source.get("kind") == "demo" or run.demo
     manifest = read_manifest(data_dir)
-    out = _outputs(run.name)
+    out = output_paths(run.name)
 
-    train_rows = manifest[(manifest["split"] == "train") & (manifest["label"] == 1)]
-    train_boxes = [b for b in _boxes(train_rows) if b]
+    train = manifest[manifest["split"] == "train"]
+    train_boxes = [b for b, keep in zip(_boxes(train), _positives(train["label"], _boxes(train)),
+                                        strict=True) if keep]
+    if not train_boxes:
+        raise ProcessedDataError(f"{data_dir}: no positive training image with a box; the "
+                                 "localization baselines are built from the training boxes.")
 
-    # Validation first: thresholds come from there; its maps are dropped before the split's.
-    val = _load(data_dir, "val", manifest, config.limit)
-    val_maps = compute_split_maps(run, val.images, config.method, config.batch_size)
+    # Validation first: both thresholds are chosen there; its maps go before the split's come.
+    val = load_split(data_dir, "val", manifest, limit=config.limit)
     val_boxes = _boxes(val.manifest)
-    val_pos = np.flatnonzero(val.labels == 1)
+    val_pos = _positives(val.labels, val_boxes)
+    val_maps = compute_split_maps(run, val.images, config.method, config.batch_size, val_pos)
     box_threshold, val_scores = choose_box_threshold(val_maps.maps, val_maps.probs, val_boxes,
                                                      run.threshold)
-    val_loc_maps = val_maps.maps[val_pos] if len(val_pos) else None
-    val_loc_boxes = [val_boxes[i] for i in val_pos] if len(val_pos) else None
-    if config.split == "val":
-        data, maps = val, val_maps
-    else:
-        del val_maps
-        data = _load(data_dir, config.split, manifest, config.limit)
-    ids = data.manifest["patientId"].astype(str).tolist()
-    size = data.images.shape[1:]
-    if size[0] != run.size:
-        warn(f"{data_dir} holds {size[0]} px images but {run.name} was trained on {run.size} px.")
+    val_loc_maps = val_maps.raw if val_pos.any() else None
+    val_loc_boxes = [val_boxes[i] for i in np.flatnonzero(val_pos)] if val_pos.any() else None
 
     raw_out = None
-    if config.save_maps:
-        out["maps"].parent.mkdir(parents=True, exist_ok=True)
-        raw_out = np.lib.format.open_memmap(out["maps"], mode="w+", dtype=np.float32,
-                                            shape=(len(data), *size))
-    if config.split != "val" or raw_out is not None:
-        maps = compute_split_maps(run, data.images, config.method, config.batch_size, raw_out)
+    if config.split == "val" and not config.save_maps:
+        data, boxes, pos, maps = val, val_boxes, val_pos, val_maps
+    else:
+        data = val if config.split == "val" else load_split(data_dir, config.split, manifest,
+                                                             limit=config.limit)
+        del val_maps
+        boxes = _boxes(data.manifest)
+        pos = _positives(data.labels, boxes)
+        if config.save_maps:
+            out["maps"].parent.mkdir(parents=True, exist_ok=True)
+            raw_out = np.lib.format.open_memmap(out["maps"], mode="w+", dtype=np.float32,
+                                                shape=(len(data), *data.images.shape[1:]))
+        maps = compute_split_maps(run, data.images, config.method, config.batch_size, pos, raw_out)
+    ids = data.manifest["patientId"].astype(str).tolist()
     if raw_out is not None:
         raw_out.flush()
         del raw_out
         pd.DataFrame({"patientId": ids, "label": data.labels, "probability": maps.probs}).to_csv(
             out["maps_index"], index=False)
-
-    boxes = _boxes(data.manifest)
-    pos = np.flatnonzero(data.labels == 1)
-    if len(pos) == 0:
+    if data.images.shape[1] != run.size:
+        warn(f"{data_dir} holds {data.images.shape[1]} px images but {run.name} was trained on "
+             f"{run.size} px.")
+    if not pos.any():
         raise ProcessedDataError(
-            f"{data_dir}: the {config.split!r} split has no positive images, so there are no boxes "
-            "to measure the maps against. Use a larger split (or drop --limit).")
-    pos_maps, pos_boxes = maps.maps[pos], [boxes[i] for i in pos]
-    report = localization_report(pos_maps, pos_boxes, train_boxes, val_maps=val_loc_maps,
-                                 val_boxes=val_loc_boxes, threshold=None,
-                                 n_boot=config.n_boot, seed=config.seed)
-    report = {k: v for k, v in report.items() if k != "per_image"}
+            f"{data_dir}: the {config.split!r} split has no positive image with a box, so there is "
+            "nothing to measure the maps against. Use a larger split (or drop --limit).")
+
+    pos_idx = np.flatnonzero(pos)
+    pos_boxes = [boxes[i] for i in pos_idx]
+    report = localization_report(maps.raw, pos_boxes, train_boxes, val_maps=val_loc_maps,
+                                 val_boxes=val_loc_boxes, n_boot=config.n_boot, seed=config.seed,
+                                 ids=[ids[i] for i in pos_idx])
+    per_image = report.pop("per_image")
 
     # Weakly supervised detection on the whole split (negatives included: false boxes count).
     preds = detect_boxes(maps.maps, maps.probs, box_threshold, run.threshold)
-    detection = {
+    detection: dict[str, Any] = {
         "rsna_metric": float(rsna_metric(preds, boxes)),
         "box_threshold": box_threshold,
         "box_threshold_chosen_on": "val",
-        "val_rsna_metric_by_threshold": val_scores,
+        "val_rsna_metric_by_box_threshold": val_scores,
         "gated_by_operating_threshold": run.threshold,
         "n_images": len(data),
     }
+    _write_localization_csv(out["localization_csv"], ids, pos_idx, maps.probs, run.threshold,
+                            per_image, maps.raw, preds, boxes)
 
-    hits = pointing_game(pos_maps, pos_boxes)
-    mass = mass_in_boxes(pos_maps, pos_boxes)
-    ious = thresholded_iou(pos_maps, pos_boxes, report["iou_threshold"])
-    out["localization_csv"].parent.mkdir(parents=True, exist_ok=True)
-    with out["localization_csv"].open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(LOCALIZATION_CSV_COLUMNS)
-        for j, i in enumerate(pos):
-            py, px = overlays.peak_yx(maps.maps[i])
-            writer.writerow([ids[i], int(data.labels[i]), f"{maps.probs[i]:.6f}",
-                             int(maps.probs[i] >= run.threshold), int(bool(hits[j])),
-                             f"{float(mass[j]):.6f}", f"{float(ious[j]):.6f}", len(boxes[i]),
-                             len(preds[i]), _fmt(rsna_image_score(preds[i], boxes[i])), px, py])
-
-    chosen = select_examples(data.labels, maps.probs, ids, config.n)
-    sanity_idx = np.concatenate([pos, np.flatnonzero(data.labels != 1)])[:config.sanity_images]
+    # The sanity check on the split's first positives (then negatives), a small fixed set.
+    sanity_idx = np.concatenate([pos_idx, np.flatnonzero(~pos)])[:config.sanity_images]
     sanity = randomization_sanity_check(
         run.model, normalize_images(data.images[sanity_idx], run.mean, run.std),
-        method=config.method, seed=config.seed)
+        method=config.method, seed=config.seed, batch_size=config.batch_size)
 
-    submission: dict[str, Any]
     folder = _test_images_folder(source)
     if not config.submission:
-        submission = {"skipped": "disabled (submission=False)"}
+        submission: dict[str, Any] = {"skipped": "disabled (submission=False)"}
     elif folder is None:
         submission = {"skipped": f"no {rsna.TEST_IMAGES_DIR}/ in the data source folder "
                                  f"({source.get('path')})"}
@@ -497,7 +531,9 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
                                       box_threshold, out["submission"])
     detection["submission"] = submission
 
-    written = _draw(run, data, maps, chosen, boxes, config.method, out, config.n_grid, demo)
+    chosen = select_examples(data.labels, maps.probs, ids, config.n)
+    hits = {int(i): bool(row["pointing_game"]) for i, row in zip(pos_idx, per_image, strict=True)}
+    written = _draw(run, data, maps, chosen, boxes, hits, config.method, out, config.n_grid, demo)
 
     result: dict[str, Any] = {
         "run": run.name,
@@ -508,8 +544,9 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
         "data_source": source,
         "synthetic_demo": demo,
         **report,
+        "maps_measured": "raw (signed) maps; mass in boxes counts their positive part",
         "n_split_images": len(data),
-        "n_split_positive": len(pos),
+        "n_positive_without_boxes": int(((data.labels == 1) & ~pos).sum()),
         "classification": {
             "roc_auc": safe_roc_auc(data.labels, maps.probs),
             "operating_threshold": run.threshold,
@@ -524,14 +561,312 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
         "config": config,
         "provenance": provenance(),
     }
+    if config.split == "val":
+        result["note"] = "thresholds were chosen on the evaluated (val) split: optimistic"
     write_json_atomic(out["localization_json"], result)
     result = json.loads(out["localization_json"].read_text())
     result["outputs"] = {k: str(v) for k, v in out.items()
-                         if k not in ("maps", "maps_index") or config.save_maps}
-    if "path" not in submission:
-        result["outputs"].pop("submission")
+                         if (k not in ("maps", "maps_index") or config.save_maps)
+                         and (k != "submission" or "path" in submission)}
     return result
 
 
-def _fmt(value: float) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6f}"
+# --------------------------------------------------------------------------- comparison
+
+
+def load_reports(runs: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``{run: metrics/<run>_localization.json}``; :class:`RunOutputsError` names a missing one."""
+    reports = {}
+    for run in runs:
+        path = output_paths(run)["localization_json"]
+        if not path.is_file():
+            raise RunOutputsError(f"{path} not found: interpret the run first "
+                                  f"(python scripts/interpret.py --weights weights/{run}/best.pth).")
+        reports[run] = json.loads(path.read_text())
+    return reports
+
+
+def _metric(entry: Mapping[str, Any] | None) -> tuple[float, float, float]:
+    """(value, lo, hi) of a ``{"value", "ci95"}`` entry; nan where missing."""
+    if not isinstance(entry, Mapping):
+        return math.nan, math.nan, math.nan
+    ci = entry.get("ci95") or [math.nan, math.nan]
+
+    def num(v: Any) -> float:
+        return float(v) if isinstance(v, (int, float)) and v is not None else math.nan
+
+    return num(entry.get("value")), num(ci[0]), num(ci[1])
+
+
+BASELINE_LABELS = {"fixed_point": "fixed point", "mean_box_prior": "mean-box prior",
+                   "uniform_random": "uniform random"}
+
+
+def comparison_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run, then one per baseline (from the first run: baselines see no image).
+
+    Each row: ``name``, ``baseline`` (bool), and per metric ``<m>``, ``<m>_lo``, ``<m>_hi``;
+    runs add ``rsna_metric``, ``roc_auc``, ``sanity_passed``, ``sanity_mean_abs_rho``,
+    ``n_images``, ``method``, ``split``, ``data_source``.
+    """
+    rows: list[dict[str, Any]] = []
+    for run, rep in reports.items():
+        row: dict[str, Any] = {"name": run, "baseline": False}
+        for m in LOCALIZATION_METRICS:
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _metric(rep.get(m))
+        sanity = rep.get("sanity_check") or {}
+        row.update(rsna_metric=(rep.get("detection") or {}).get("rsna_metric", math.nan),
+                   roc_auc=(rep.get("classification") or {}).get("roc_auc", math.nan),
+                   sanity_passed=sanity.get("passed"),
+                   sanity_mean_abs_rho=sanity.get("mean_abs_rho", math.nan),
+                   n_images=rep.get("n_images"), method=rep.get("method"), split=rep.get("split"),
+                   data_source=(rep.get("data_source") or {}).get("kind"))
+        rows.append(row)
+    first = next(iter(reports.values()), {})
+    for key, label in BASELINE_LABELS.items():
+        base = (first.get("baselines") or {}).get(key)
+        if base is None:
+            continue
+        row = {"name": f"baseline: {label}", "baseline": True}
+        for m in LOCALIZATION_METRICS:
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _metric(base.get(m))
+        rows.append(row)
+    return rows
+
+
+def comparison_table(reports: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """:func:`comparison_rows` as a DataFrame (runs first, then baselines)."""
+    return pd.DataFrame(comparison_rows(reports))
+
+
+def _relation(a: tuple[float, float, float], b: tuple[float, float, float]) -> str:
+    """``above`` / ``below`` when a's 95% CI lies wholly above / below b's, else ``overlap``."""
+    if any(math.isnan(v) for v in (*a, *b)):
+        return "undefined"
+    if a[1] > b[2]:
+        return "above"
+    if a[2] < b[1]:
+        return "below"
+    return "overlap"
+
+
+def _fmt_ci(v: tuple[float, float, float]) -> str:
+    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+
+
+def _is_demo(rep: Mapping[str, Any]) -> bool:
+    return bool(rep.get("synthetic_demo")) or (rep.get("data_source") or {}).get("kind") == "demo"
+
+
+def summarize_comparison(reports: Mapping[str, Mapping[str, Any]]) -> str:
+    """Conclusions as sentences built from the numbers of each run's localization JSON.
+
+    Says, for each run, its metrics with 95% intervals; which run localises better on each
+    metric and whether the intervals separate them; which baselines each run beats with
+    non-overlapping intervals; whether the randomisation sanity check passed; and, first and
+    loudly, when any number comes from synthetic demo data.
+    """
+    if not reports:
+        return "No runs to compare."
+    lines: list[str] = []
+    if any(_is_demo(r) for r in reports.values()):
+        lines.append("CAUTION: SYNTHETIC DEMO DATA. These numbers describe the demo generator's "
+                     "artificial opacities, not pneumonia; they only show that the pipeline "
+                     "runs. Do not report them as results.")
+    kinds = {(r.get("data_source") or {}).get("kind") for r in reports.values()}
+    if len(kinds) > 1:
+        lines.append(f"WARNING: the runs come from different data sources ({sorted(map(str, kinds))}); "
+                     "comparing them is not meaningful.")
+    pretty = {"pointing_game": "pointing game", "mass_in_boxes": "mass in boxes", "iou": "IoU"}
+    for run, rep in reports.items():
+        det = (rep.get("detection") or {}).get("rsna_metric", math.nan)
+        det = float(det) if det is not None else math.nan
+        lines.append(
+            f"{run} ({rep.get('method')}, {rep.get('split')} split, {rep.get('n_images')} positive "
+            f"images): " + "; ".join(f"{pretty[m]} {_fmt_ci(_metric(rep.get(m)))}"
+                                     for m in LOCALIZATION_METRICS)
+            + f"; RSNA metric of the CAM-derived boxes {det:.4f}.")
+    runs = list(reports)
+    if len(runs) >= 2:
+        for m in LOCALIZATION_METRICS:
+            values = {r: _metric(reports[r].get(m)) for r in runs}
+            best = max(runs, key=lambda r: -math.inf if math.isnan(values[r][0]) else values[r][0])
+            for other in runs:
+                if other == best:
+                    continue
+                if values[best][0] == values[other][0]:
+                    lines.append(f"On the {pretty[m]}, {best} and {other} tie "
+                                 f"({values[best][0]:.3f}).")
+                    continue
+                rel = _relation(values[best], values[other])
+                verdict = ("with non-overlapping 95% CIs: a clear difference" if rel == "above"
+                           else "but the 95% CIs overlap, so the difference is not established"
+                           if rel == "overlap" else "(intervals undefined)")
+                lines.append(f"On the {pretty[m]}, {best} localises better than {other} "
+                             f"({values[best][0]:.3f} vs {values[other][0]:.3f}) {verdict}.")
+    for run, rep in reports.items():
+        beats, ties, loses = [], [], []
+        for key, label in BASELINE_LABELS.items():
+            base = (rep.get("baselines") or {}).get(key)
+            if base is None:
+                continue
+            # A single point has no extent: its IoU is ~0 by construction, not a fair rival.
+            for m in LOCALIZATION_METRICS if key != "fixed_point" else LOCALIZATION_METRICS[:2]:
+                rel = _relation(_metric(rep.get(m)), _metric(base.get(m)))
+                item = f"{label} ({pretty[m]})"
+                (beats if rel == "above" else loses if rel == "below" else ties).append(item)
+        parts = []
+        if beats:
+            parts.append("beats with non-overlapping CIs: " + ", ".join(beats))
+        if ties:
+            parts.append("is not distinguishable (CIs overlap) from: " + ", ".join(ties))
+        if loses:
+            parts.append("is WORSE (non-overlapping CIs) than: " + ", ".join(loses))
+        if parts:
+            lines.append(f"{run} against the image-free baselines: " + "; ".join(parts) + ".")
+    for run, rep in reports.items():
+        sanity = rep.get("sanity_check") or {}
+        rho = sanity.get("mean_abs_rho")
+        rho_txt = f"mean |Spearman rho| trained vs randomised weights {rho:.3f}" \
+            if isinstance(rho, (int, float)) else "no correlation computed"
+        if sanity.get("passed"):
+            lines.append(f"{run}: the randomisation sanity check passed ({rho_txt}): the maps "
+                         "depend on the learned weights.")
+        else:
+            lines.append(f"{run}: the randomisation sanity check FAILED ({rho_txt}): the maps "
+                         "barely depend on the learned weights; do not read them as explanations.")
+    return "\n".join(lines)
+
+
+def save_comparison(reports: Mapping[str, Mapping[str, Any]], name: str = "localization_comparison"
+                    ) -> dict[str, Path]:
+    """Write the comparison table (CSV), its bar chart with CIs (PNG) and the conclusions (TXT).
+
+    Returns:
+        ``{"table": metrics/<name>.csv, "figure": images/cam/<name>.png,
+        "conclusions": metrics/<name>_conclusions.txt}``.
+    """
+    rows = comparison_rows(reports)
+    table = paths.metrics_dir() / f"{name}.csv"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(table, index=False)
+    demo = any(_is_demo(r) for r in reports.values())
+    first = next(iter(reports.values()), {})
+    fig = overlays.localization_bar_chart(
+        rows, LOCALIZATION_METRICS, demo=demo,
+        title=f"Localization on the {first.get('split', '?')} positives "
+              f"({first.get('method', '?')}), runs vs image-free baselines")
+    figure = overlays.save_figure(fig, paths.images_dir() / "cam" / f"{name}.png")
+    conclusions = paths.metrics_dir() / f"{name}_conclusions.txt"
+    conclusions.write_text(summarize_comparison(reports) + "\n")
+    return {"table": table, "figure": figure, "conclusions": conclusions}
+
+
+def compare_maps(weights: Mapping[str, str | Path], data_dir: str | Path | None = None,
+                 n: int = 4, method: str = "cam", device: str = "auto", batch_size: int = 64,
+                 name: str = "comparison_maps") -> dict[str, Any]:
+    """Each run's map on the same images, side by side; saved as ``images/cam/<name>.png``.
+
+    The images: the ``n`` positives of the interpreted split with the highest mean probability
+    across the runs (read from each run's ``metrics/<run>_localization.csv``, so every run must
+    have been interpreted on the same split first), ties by patientId.
+
+    Returns:
+        ``{"figure": path, "patient_ids": [...], "probs": {run: [...]}, "maps": {run: float32
+        (n, H, W) in [0, 1]}, "images": uint8 (n, H, W)}``.
+    """
+    runs = {r: Path(w) for r, w in weights.items()}
+    if not runs:
+        raise ConfigError("compare_maps needs at least one run.")
+    tables = []
+    for run in runs:
+        path = output_paths(run)["localization_csv"]
+        if not path.is_file():
+            raise RunOutputsError(f"{path} not found: interpret the run first "
+                                  f"(python scripts/interpret.py --weights {runs[run]}).")
+        tables.append(pd.read_csv(path, dtype={"patientId": str})[["patientId", "prob"]]
+                      .rename(columns={"prob": run}))
+    merged = tables[0]
+    for t in tables[1:]:
+        merged = merged.merge(t, on="patientId")
+    merged["mean_prob"] = merged[list(runs)].mean(axis=1)
+    chosen = merged.sort_values(["mean_prob", "patientId"], ascending=[False, True]).head(max(0, n))
+    loaded = {run: load_run(w, device, data_dir) for run, w in runs.items()}
+    folder = Path(data_dir) if data_dir else (next(iter(loaded.values())).data_dir
+                                              or paths.processed_dir())
+    manifest = read_manifest(folder).set_index("patientId")
+    missing = [p for p in chosen["patientId"] if p not in manifest.index]
+    if missing:
+        raise DataSourceError(f"{folder}: images {missing[:3]} of the localization tables are not in "
+                              "its manifest; pass the processed folder the runs were interpreted on.")
+    rows = manifest.loc[chosen["patientId"].tolist()]
+    size = next(iter(loaded.values())).size
+    images = np.stack([np.load(folder / rel, allow_pickle=False) for rel in rows["array_file"]]) \
+        if len(rows) else np.zeros((0, size, size), np.uint8)
+    boxes = _boxes(rows) if len(rows) else []
+    maps, probs = {}, {}
+    for run, lr in loaded.items():
+        res = compute_split_maps(lr, images, method, batch_size)
+        maps[run], probs[run] = res.maps, res.probs
+    demo = any(lr.demo for lr in loaded.values())
+    fig = overlays.compare_maps_figure(
+        images, maps, probs, boxes, chosen["patientId"].tolist(), demo=demo,
+        title=f"{method} maps of {', '.join(runs)} on the same positive images")
+    figure = overlays.save_figure(fig, paths.images_dir() / "cam" / f"{name}.png")
+    return {"figure": figure, "patient_ids": chosen["patientId"].tolist(),
+            "probs": {r: p.tolist() for r, p in probs.items()}, "maps": maps, "images": images}
+
+
+def interpret_runs(runs: Sequence[str], **settings: Any) -> dict[str, dict[str, Any]]:
+    """:func:`interpret` for each run name (``weights/<run>/best.pth``) with the same settings.
+
+    Args:
+        runs: run names, e.g. ``("original", "balanced")``.
+        settings: any :class:`InterpretConfig` field but ``weights``.
+
+    Returns:
+        ``{run: interpret(...) result}`` in the order given.
+    """
+    return {run: interpret(InterpretConfig(weights=paths.run_weights_dir(run) / "best.pth",
+                                           **settings)) for run in runs}
+
+
+def sanity_table(reports: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per run: the randomisation sanity check's numbers and verdict."""
+    rows = []
+    for run, rep in reports.items():
+        s = rep.get("sanity_check") or {}
+        rows.append({"run": run, "method": s.get("method"), "n_images": s.get("n_images"),
+                     "mean_rho": s.get("mean_rho"), "mean_abs_rho": s.get("mean_abs_rho"),
+                     "threshold": s.get("threshold"), "passed": s.get("passed")})
+    return pd.DataFrame(rows)
+
+
+def sanity_cascade(weights: str | Path, data_dir: str | Path | None = None, split: str = "test",
+                   n_images: int = 16, method: str = "cam", device: str = "auto", seed: int = 0,
+                   batch_size: int = 64) -> pd.DataFrame:
+    """Cascading randomisation (Adebayo et al., 2018): ``fc`` first, then ``layer4`` ... ``conv1``.
+
+    Uses the first ``n_images`` positives of ``split`` (with boxes). One row per step:
+    ``randomized`` (stages re-initialised so far, top down), ``mean_rho``, ``median_rho``,
+    ``mean_abs_rho`` of the raw maps against the trained model's. Maps that stay correlated
+    while the weights under them are destroyed reflect the input, not what the model learned.
+    """
+    from .cam import randomization_sanity_check
+
+    run = load_run(weights, device, data_dir)
+    folder = Path(data_dir) if data_dir else (run.data_dir or paths.processed_dir())
+    manifest = read_manifest(folder)
+    rows = manifest[(manifest["split"] == split) & (manifest["label"] == 1)]
+    rows = rows[[len(b) > 0 for b in rows["boxes"]]].head(max(1, int(n_images)))
+    if rows.empty:
+        raise ProcessedDataError(f"{folder}: no positive image with a box in the {split!r} split.")
+    images = np.stack([np.load(folder / rel, allow_pickle=False) for rel in rows["array_file"]])
+    result = randomization_sanity_check(run.model, normalize_images(images, run.mean, run.std),
+                                        method=method, seed=seed, cascading=True,
+                                        batch_size=batch_size)
+    table = pd.DataFrame(result["cascading"])
+    table["randomized"] = ["+".join(r) for r in table["randomized"]]
+    first = {"randomized": "(all, at once)", "mean_rho": result["mean_rho"],
+             "median_rho": result["median_rho"], "mean_abs_rho": result["mean_abs_rho"]}
+    return pd.concat([table, pd.DataFrame([first])], ignore_index=True)

@@ -21,6 +21,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from .localization import boxes_to_mask
+
 DEMO_NOTE = "synthetic demo data: these maps say nothing about pneumonia"
 DEFAULT_CMAP = "inferno"
 DEFAULT_ALPHA = 0.45
@@ -53,12 +55,13 @@ def peak_yx(cam_map: np.ndarray) -> tuple[int, int]:
 def peak_in_boxes(cam_map: np.ndarray, boxes: Sequence[Box]) -> bool | None:
     """Whether the map's peak pixel lies inside any box; None when there are no boxes.
 
-    A pixel (row, col) is inside ``[x, y, w, h]`` when ``x <= col < x + w`` and ``y <= row < y + h``.
+    The pointing-game rule of :mod:`pneumocam.localization` (a pixel belongs to a box when its
+    centre lies inside it).
     """
-    if not boxes:
+    if len(boxes) == 0:
         return None
     row, col = peak_yx(cam_map)
-    return any(x <= col < x + w and y <= row < y + h for x, y, w, h in boxes)
+    return bool(boxes_to_mask(boxes, cam_map.shape)[row, col])
 
 
 def draw_boxes(ax, boxes: Sequence[Box], color: str = BOX_COLOR, linewidth: float = 1.5) -> None:
@@ -94,9 +97,14 @@ def _yes_no(value: bool | None) -> str:
 
 def overlay_title(label: int | None, prob: float, peak_hit: bool | None,
                   threshold: float | None = None) -> str:
-    """``true: pneumonia | p(pneumonia) = 0.83 | peak in box: yes`` (label None: unknown)."""
-    truth = {None: "unknown", 0: "no pneumonia", 1: "pneumonia"}[None if label is None else int(label)]
-    parts = [f"true: {truth}", f"p(pneumonia) = {prob:.3f}"]
+    """``true: pneumonia | p(pneumonia) = 0.83 | peak in box: yes``.
+
+    ``label`` None (a new file, no ground truth) drops the truth and the pointing result;
+    ``threshold`` adds the decision at it.
+    """
+    parts = [f"p(pneumonia) = {prob:.3f}"]
+    if label is not None:
+        parts.insert(0, f"true: {'pneumonia' if int(label) == 1 else 'no pneumonia'}")
     if threshold is not None:
         decision = "positive" if prob >= threshold else "negative"
         parts.append(f"{decision} at {threshold:.3f}")
@@ -118,10 +126,10 @@ def cam_overlay_figure(image: np.ndarray, cam_map: np.ndarray, boxes: Sequence[B
         suptitle: figure heading (patient id, run, method).
         demo: stamp the synthetic-data note.
     """
-    fig = Figure(figsize=(8.6, 4.6))
+    fig = Figure(figsize=(8.6, 4.3))
     ax_img, ax_map = fig.subplots(1, 2)
     draw_overlay(ax_img, image, None, boxes)
-    ax_img.set_title("radiograph + radiologist boxes", fontsize=9)
+    ax_img.set_title("radiograph + radiologist boxes" if len(boxes) else "radiograph", fontsize=9)
     mappable = draw_overlay(ax_map, image, cam_map, boxes, alpha=alpha, cmap=cmap)
     ax_map.set_title("class activation map (+ = peak)", fontsize=9)
     cbar = fig.colorbar(mappable, ax=ax_map, fraction=0.046, pad=0.03)
@@ -219,7 +227,7 @@ def localization_bar_chart(rows: Sequence[Mapping], metrics: Sequence[str],
             "<metric>_lo": lower, "<metric>_hi": upper}`` (nan values are drawn as missing).
         metrics: the metric keys to plot, e.g. ``("pointing_game", "mass_in_boxes", "iou")``.
     """
-    fig = Figure(figsize=(max(6.0, 1.1 * len(rows) * len(metrics) + 1.5), 4.2))
+    fig = Figure(figsize=(min(14.0, max(6.0, 0.55 * len(rows) * len(metrics) + 2.0)), 4.4))
     ax = fig.subplots()
     width = 0.8 / max(len(rows), 1)
     x = np.arange(len(metrics), dtype=float)

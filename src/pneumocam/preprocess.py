@@ -10,24 +10,30 @@ Design decisions:
 - **Split** by patient, stratified by label, and a function of the label table, the fractions
   and the seed only (:func:`split_patients`): which DICOMs decode plays no part, so a corrupt
   file never moves another patient to a different split.
-- **Parallel and flat in memory**: files are decoded in worker processes
-  (``imap_unordered`` over chunks); each worker writes its array and returns a few numbers
-  (metadata, output boxes, the image's exact integer pixel sum and sum of squares), so the parent
-  never holds the arrays, and the train mean/std are exact and independent of completion order.
+- **Parallel and flat in memory**: files are decoded in worker processes, chunks of up to 16
+  files with at most ``2 * workers`` chunks in flight, results taken in completion order; each
+  worker writes its array and returns a few numbers (metadata, output boxes, the image's exact
+  integer pixel sum and sum of squares), so the parent never holds the arrays, and the train
+  mean/std are exact and independent of completion order. A decoder that crashes its process
+  (segfault) costs that one file (``skipped.csv``), not the run.
 - **Crash-safe and resumable**: an array is written to ``<name>.<pid>.tmp`` in its final folder
   and renamed (``os.replace``), so a finished ``.npy`` is always whole. A re-run reuses every
   loadable array of the right shape and dtype and re-reads only that DICOM's *header*
   (``stop_before_pixels``: view position, sex, age and the original size the boxes need), so no
   per-image sidecar is kept: the DICOM is the record. ``manifest.csv``, ``skipped.csv`` and
   ``stats.json`` are written at the end, each atomically, so a run killed at any point and
-  started again ends with the same outputs as one that was never interrupted. Stale ``*.tmp``
-  files are removed at start. An advisory lock (``.preprocess.lock``) keeps two runs out of one
-  folder.
+  started again ends with the same outputs as one that was never interrupted (``stats.json``'s
+  ``last_run`` and ``provenance`` blocks aside). Stale ``*.tmp`` files are removed at start.
+  An advisory lock (``.preprocess.lock``) keeps two runs out of one folder, and workers exit
+  when their parent dies.
 - **Never mix sources**: ``preprocess_config.json`` (written first) and ``stats.json`` name the
   source (kind, path, a hash of the labels file) and the parameters; a run whose source or
   size/split/decode parameters differ from what the folder holds stops with
   :class:`DataSourceError` unless ``overwrite`` (which first deletes the earlier arrays,
-  manifest, stats and skipped list; nothing else in the folder).
+  manifest, stats and skipped list; nothing else in the folder). The kind is ``demo`` when
+  the folder is a demo dataset (``demo_info.json``) and every DICOM carries the generator's
+  marker, ``rsna`` when neither does, and ``other`` for a mixture: never ``rsna`` for anything
+  synthetic.
 - **Bad input never stops the run**: every DICOM that fails is listed in ``skipped.csv`` with its
   reason, as are labels without a DICOM and DICOMs without labels; the run ends with one summary
   line.
@@ -45,10 +51,13 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import warnings
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,7 +100,7 @@ class PreprocessConfig:
         size: side of the square output arrays in pixels.
         val_fraction, test_fraction: share of patients (per class) in val and test.
         seed: seed of the patient split.
-        workers: decoding processes; None: ``os.cpu_count()``. 1 decodes in this process.
+        workers: decoding worker processes; None: ``os.cpu_count()``.
         overwrite: delete earlier outputs in ``out_dir`` (any source) before writing.
         fast: allow the reduced-size JPEG decode (DCT scaling) when it is exact enough.
         n_demo: images in the demo dataset when it has to be generated.
@@ -376,7 +385,11 @@ def _clean_stale_tmp(out_dir: Path) -> int:
 
 @contextlib.contextmanager
 def _folder_lock(out_dir: Path) -> Iterator[None]:
-    """Exclusive advisory lock on ``out_dir`` (released by the OS even on SIGKILL)."""
+    """Exclusive advisory lock on ``out_dir`` (released by the OS even on SIGKILL).
+
+    A POSIX record lock (``lockf``), which forked worker processes do not inherit: a worker
+    that outlives a killed parent never keeps the folder locked.
+    """
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks; run one preprocessing at a time.
@@ -385,8 +398,8 @@ def _folder_lock(out_dir: Path) -> Iterator[None]:
     fh = open(out_dir / LOCK_NAME, "a+")
     try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
             raise DataSourceError(
                 f"another preprocessing run is writing to {out_dir} (it holds {LOCK_NAME}); wait "
                 f"for it to finish or choose another --out-dir."
@@ -396,7 +409,7 @@ def _folder_lock(out_dir: Path) -> Iterator[None]:
         fh.close()
 
 
-def _write_csv_atomic(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def _write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
@@ -478,8 +491,7 @@ def _process_one(task: _Task, size: int, fast: bool) -> dict[str, Any]:
             if array.dtype != np.uint8 or array.shape != (size, size):
                 raise DicomReadError(task.source, f"decoded to {array.shape} {array.dtype}, "
                                                   f"expected ({size}, {size}) uint8")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            save_array_atomic(out, array)
+            save_array_atomic(out, array)  # its folder was made before the workers started
             meta, geometry = radiograph.meta, radiograph.geometry
             result.update(status="written", notes=list(radiograph.notes),
                           fast_path=bool(radiograph.fast_path))
@@ -487,7 +499,8 @@ def _process_one(task: _Task, size: int, fast: bool) -> dict[str, Any]:
     except DicomReadError as exc:
         return {**result, "status": "failed", "reason": exc.reason}
     except Exception as exc:  # a batch job records the failure and carries on
-        return {**result, "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        return {**result, "status": "failed", "reason": reason}
     result["sum"], result["sumsq"] = _pixel_sums(array)
     result.update(
         view_position=meta.view_position or "",
@@ -498,14 +511,25 @@ def _process_one(task: _Task, size: int, fast: bool) -> dict[str, Any]:
     return result
 
 
+REASON_CRASH = ("the decoder crashed (its worker process died: segfault or out of memory); "
+                "the file is probably corrupt")
+
+
+def _exit_with_parent(parent: int) -> None:
+    # A worker whose parent was killed (SIGKILL: no cleanup) must not linger and keep writing.
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os._exit(1)
+
+
 def _init_worker() -> None:
     # One OpenCV thread per process: the parallelism is across files.
     import cv2
     cv2.setNumThreads(1)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
-def _run_chunk(args: tuple[list[_Task], int, bool]) -> list[dict[str, Any]]:
-    tasks, size, fast = args
+def _run_chunk(tasks: list[_Task], size: int, fast: bool) -> list[dict[str, Any]]:
     # pydicom warns on every non-standard value (e.g. RSNA's PatientAge "51" without "Y"); that
     # would drown the progress bar, and what matters for an image is in its notes or reason.
     with warnings.catch_warnings():
@@ -513,15 +537,48 @@ def _run_chunk(args: tuple[list[_Task], int, bool]) -> list[dict[str, Any]]:
         return [_process_one(t, size, fast) for t in tasks]
 
 
+def _executor(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(),
+                               initializer=_init_worker)
+
+
 def _iter_results(tasks: list[_Task], size: int, fast: bool, workers: int,
                   chunksize: int) -> Iterator[list[dict[str, Any]]]:
-    chunks = [(tasks[i:i + chunksize], size, fast) for i in range(0, len(tasks), chunksize)]
-    if workers <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            yield _run_chunk(chunk)
-        return
-    with multiprocessing.get_context().Pool(min(workers, len(chunks)), _init_worker) as pool:
-        yield from pool.imap_unordered(_run_chunk, chunks)
+    """Per-image results, chunk by chunk, in completion order.
+
+    Decoding always happens in worker processes, so a decoder that crashes the process
+    (a segfault in a C library on a hostile file) costs one file, not the run: at most
+    ``2 * workers`` chunks are in flight, and when the pool breaks those are re-run one file
+    at a time in a single-worker pool, which names the culprit; the rest carry on in parallel.
+    """
+    queue = deque(tasks[i:i + chunksize] for i in range(0, len(tasks), chunksize))
+    suspects: list[_Task] = []
+    while queue:
+        inflight: dict[Future, list[_Task]] = {}
+        with _executor(min(workers, len(queue))) as pool:
+            try:
+                while queue or inflight:
+                    while queue and len(inflight) < 2 * workers:
+                        chunk = queue.popleft()
+                        inflight[pool.submit(_run_chunk, chunk, size, fast)] = chunk
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        result = future.result()  # BrokenProcessPool if a worker died
+                        del inflight[future]
+                        yield result
+            except BrokenProcessPool:
+                suspects.extend(t for chunk in inflight.values() for t in chunk)
+    pool = None
+    for task in suspects:
+        pool = pool or _executor(1)
+        try:
+            yield pool.submit(_run_chunk, [task], size, fast).result()
+        except BrokenProcessPool:
+            pool.shutdown()
+            pool = None
+            yield [{"patient_id": task.patient_id, "status": "failed", "reason": REASON_CRASH}]
+    if pool is not None:
+        pool.shutdown()
 
 
 # ----------------------------------------------------------------------------- the run
@@ -602,6 +659,10 @@ def run_preprocess(config: PreprocessConfig) -> PreprocessSummary:
             "source": source, "parameters": config.parameters(), "provenance": provenance(),
         })
         summary = _process(config, layout, labels, source, out_dir, workers, start)
+    if source["kind"] == "rsna" and summary.source["kind"] != "rsna":
+        print(demo_banner(f"{summary.source['synthetic_images']} of the {summary.n_images} DICOMs "
+                          f"in {data_dir} are marked synthetic: source recorded as "
+                          f"'{summary.source['kind']}'."), flush=True)
     print(summary.line(), flush=True)
     return summary
 

@@ -6,6 +6,14 @@ writes one row per epoch to ``metrics/<run>.csv``, keeps ``weights/<run>/{best,l
 validation and test splits: ``metrics/<run>_predictions_{val,test}.csv`` and
 :func:`pneumocam.evaluation.evaluate_run` (``metrics/<run>_eval.json``, ``images/<run>/``).
 
+``metrics/<run>.csv`` columns (one row per epoch, appended and flushed as the epoch ends):
+``epoch``; ``train_loss`` (mean BCE over the epoch's training draws, with the configured
+pos_weight); ``val_loss`` (same criterion) and ``val_auc``, ``val_ap``, ``val_accuracy``,
+``val_sensitivity``, ``val_specificity``, ``val_precision``, ``val_f1`` (threshold 0.5) of the
+model at the end of that epoch on the whole validation split; ``lr`` (mean learning rate of the
+epoch's optimisation steps); ``epoch_seconds`` (wall time of the epoch, validation included);
+``images_per_second`` (training images / training time).
+
 Speed: on CUDA the training split sits on the GPU as uint8 and sampling, augmentation and
 normalisation run there in batches (bf16 autocast, channels_last, cudnn.benchmark, fused AdamW,
 the loss summed on the device and read once per epoch); on CPU a ``DataLoader`` feeds the same
@@ -45,6 +53,7 @@ from .data import (
     AugmentConfig,
     DeviceBatches,
     LoaderBatches,
+    as_tensor,
     class_counts,
     epoch_seed,
     make_generator,
@@ -54,7 +63,7 @@ from .errors import CheckpointError, ConfigError, PneumocamError, ProcessedDataE
 from .metrics import safe_average_precision, safe_roc_auc, threshold_metrics
 from .model import CAM_LAYER, build_model, load_state_dict_checked
 from .processed import SPLITS, load_split, read_manifest, read_stats
-from .provenance import provenance, write_json_atomic
+from .provenance import provenance, to_jsonable, write_json_atomic
 
 CSV_COLUMNS = (
     "epoch", "train_loss", "val_loss", "val_auc", "val_ap", "val_accuracy", "val_sensitivity",
@@ -77,7 +86,7 @@ WARMUP_FRACTION = 0.05     # of all steps, linear warm-up before the cosine deca
 # Settings that decide the trajectory: a resumed run must use the same ones.
 _RESUME_KEYS = ("sampler", "epochs", "batch_size", "lr", "weight_decay", "schedule", "seed",
                 "limit", "pos_weight", "world_size", "image_size", "n_train", "data_mean",
-                "data_std", "pretrained")
+                "data_std", "data_kind", "pretrained")
 
 
 @dataclass
@@ -369,8 +378,10 @@ def resolve_settings(config: TrainConfig, stats: dict[str, Any], device: torch.d
         "run_name": config.run_name,
         "sampler": config.sampler,
         "epochs": int(pick("epochs", epochs_default, why)),
-        "batch_size": int(pick("batch_size", GPU_BATCH if on_gpu else CPU_BATCH,
-                               f"default per-process batch on {device.type}")),
+        "batch_size": int(pick("batch_size", CPU_BATCH if kind == "demo" or not on_gpu
+                               else GPU_BATCH,
+                               "small demo dataset: enough steps per epoch" if kind == "demo"
+                               else f"default per-process batch on {device.type}")),
         "lr": float(pick("lr", DEFAULT_LR, "AdamW default")),
         "weight_decay": float(pick("weight_decay", DEFAULT_WEIGHT_DECAY, "AdamW default")),
         "schedule": str(pick("schedule", "cosine", "warm-up then cosine decay")),
@@ -561,8 +572,8 @@ def validation_row(labels: np.ndarray, logits: np.ndarray, loss_fn: nn.Module
                    ) -> dict[str, float]:
     """Validation loss, ROC AUC, AP and the threshold-0.5 metrics from gathered logits."""
     prob = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
-    loss = float(loss_fn(torch.from_numpy(logits).float(),
-                         torch.from_numpy(labels).float()).item())
+    loss = float(loss_fn(torch.tensor(logits, dtype=torch.float32),
+                         torch.tensor(labels, dtype=torch.float32)).item())
     at_half = threshold_metrics(labels, prob, 0.5)
     return {
         "val_loss": loss,
@@ -674,6 +685,11 @@ def _make_progress(info: DistInfo, enabled: bool, total: int, desc: str) -> Any:
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
 
+def _eval_batch(device: torch.device) -> int:
+    """Inference batch: large on a GPU, small on a CPU (activation memory, cache)."""
+    return 512 if device.type == "cuda" else 64
+
+
 def _fits_on_gpu(n_bytes: int, device: torch.device) -> bool:
     """Hold the split on the GPU when it takes at most a quarter of the free memory."""
     free, _ = torch.cuda.mem_get_info(device)
@@ -689,7 +705,7 @@ def make_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, sample
         images: uint8 (N, H, W); labels: int (N,) 0/1.
     """
     if device.type == "cuda" and _fits_on_gpu(images.nbytes, device):
-        return DeviceBatches(torch.as_tensor(images).to(device), torch.as_tensor(labels).to(device),
+        return DeviceBatches(as_tensor(images).to(device), as_tensor(labels).to(device),
                              batch_size, sampler, seed, info.rank, info.world)
     return LoaderBatches(images, labels, batch_size, sampler, seed,
                          workers=0 if workers is None else workers,
@@ -833,7 +849,7 @@ def _train(config: TrainConfig, info: DistInfo,
             history = [dict(r) for r in ckpt["history"]]
             set_rng_state(ckpt["rng"])
             if info.is_main:
-                write_history_csv(files["csv"], history)
+                pass
             _print(info, f"[train] resumed from {files['last']} after epoch {ckpt['epoch']}")
 
         model: nn.Module = raw_model
@@ -872,6 +888,7 @@ def _train(config: TrainConfig, info: DistInfo,
                 for buf in raw_model.buffers():  # rank 0's BatchNorm statistics everywhere
                     dist.broadcast(buf, 0)
             logits = predict_logits(raw_model, val_images, mean, std, device,
+                                    batch_size=_eval_batch(device),
                                     channels_last=settings["channels_last"],
                                     amp_dtype=ctx.amp_dtype)
             _, logits = gather_predictions(val_index.to(device), logits, info)
@@ -895,6 +912,7 @@ def _train(config: TrainConfig, info: DistInfo,
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "epoch": epoch, "best_auc": best_auc, "best_epoch": best_epoch,
                     "history": history, "rng": rng_state(), "settings": settings,
+                    "config": to_jsonable(dataclasses.asdict(config)),
                 }, files["last"])
             _print(info, f"[train] epoch {epoch}/{settings['epochs']}  "
                          f"train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
@@ -959,7 +977,7 @@ def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str
     frames = {}
     for name, split in (("val", val_split), ("test", test_split)):
         logits = predict_logits(raw_model, torch.as_tensor(split.images), settings["data_mean"],
-                                settings["data_std"], device,
+                                settings["data_std"], device, batch_size=_eval_batch(device),
                                 channels_last=settings["channels_last"], amp_dtype=amp_dtype)
         prob = torch.sigmoid(logits).double().cpu().numpy()
         frames[name] = _prediction_frame(split.manifest, prob)
@@ -978,6 +996,31 @@ def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str
               flush=True)
 
 
+def evaluation_summary(evaluation: dict[str, Any]) -> pd.DataFrame:
+    """The headline test numbers of an ``evaluate_run`` dict as a table (value, 95% CI), with
+    the view-position-only baseline beside them: rows are metrics, columns value/ci_low/ci_high."""
+    def row(summary: Any) -> dict[str, float]:
+        if not isinstance(summary, dict):
+            return {"value": summary, "ci_low": None, "ci_high": None}
+        lo, hi = (summary.get("ci95") or [None, None])[:2]
+        return {"value": summary.get("value"), "ci_low": lo, "ci_high": hi}
+
+    op = evaluation.get("at_operating_threshold") or {}
+    rows = {
+        "test ROC AUC": row(evaluation.get("roc_auc")),
+        "test average precision": row(evaluation.get("average_precision")),
+        "operating threshold (Youden J on val)": row(evaluation.get("operating_threshold")),
+        "sensitivity at threshold": row(op.get("sensitivity")),
+        "specificity at threshold": row(op.get("specificity")),
+        "precision at threshold": row(op.get("precision")),
+        "F1 at threshold": row(op.get("f1")),
+        "expected calibration error": row(evaluation.get("ece")),
+        "baseline: view position alone, ROC AUC": row(
+            ((evaluation.get("baselines") or {}).get("view_position") or {}).get("roc_auc")),
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 # --------------------------------------------------------------------------- CLI
 
 def build_arg_parser(sampler_default: str) -> argparse.ArgumentParser:
@@ -994,7 +1037,8 @@ def build_arg_parser(sampler_default: str) -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, default=None,
                         help=f"epochs (default: {FULL_EPOCHS} on real data, {DEMO_EPOCHS} on the demo)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"batch size per process (default: {GPU_BATCH} on CUDA, {CPU_BATCH} on CPU)")
+                        help=f"batch size per process (default: {GPU_BATCH} on CUDA, {CPU_BATCH} on CPU "
+                             "and on the demo data)")
     parser.add_argument("--lr", type=float, default=None,
                         help=f"peak AdamW learning rate (default: {DEFAULT_LR})")
     parser.add_argument("--weight-decay", type=float, default=None,

@@ -1,0 +1,194 @@
+"""Localization metrics and baselines on hand-made maps and boxes with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pneumocam.localization import (
+    bootstrap_mean_ci,
+    boxes_to_mask,
+    choose_iou_threshold,
+    fixed_point_baseline,
+    localization_report,
+    mass_in_boxes,
+    mean_box_prior,
+    pointing_game,
+    thresholded_iou,
+    uniform_random_maps,
+)
+
+
+def test_boxes_to_mask_pixel_convention():
+    mask = boxes_to_mask([[1, 2, 3, 2]], 8)
+    assert mask.shape == (8, 8) and mask.dtype == bool and mask.sum() == 6
+    assert mask[2:4, 1:4].all()
+    union = boxes_to_mask([[0, 0, 2, 2], [1, 1, 2, 2]], 4)  # overlap counted once
+    assert union.sum() == 7
+    # fractional boxes: pixels whose centres are inside; clipped at the border
+    assert boxes_to_mask([[0.6, 0.0, 1.0, 1.0]], 4)[0].tolist() == [False, True, False, False]
+    assert boxes_to_mask([[2.2, 0.0, 0.1, 1.0]], 4)[0].tolist() == [False, False, True, False]
+    assert boxes_to_mask([[6, 6, 10, 10]], (8, 10)).sum() == 2 * 4
+    assert boxes_to_mask([], 4).sum() == 0
+
+
+def test_pointing_game_inside_outside_and_ties():
+    maps = np.zeros((3, 8, 8))
+    maps[0, 3, 2] = 1.0  # inside [1, 2, 3, 2]
+    maps[1, 6, 6] = 1.0  # outside
+    maps[2] = 0.5  # all tied: the first pixel (0, 0) counts, outside
+    boxes = [[[1, 2, 3, 2]], [[1, 2, 3, 2]], [[1, 2, 3, 2]]]
+    assert pointing_game(maps, boxes).tolist() == [True, False, False]
+    assert pointing_game(maps[2:], [[[0, 0, 1, 1]]]).tolist() == [True]
+    # the second of two boxes also counts
+    assert pointing_game(maps[1:2], [[[0, 0, 1, 1], [6, 6, 1, 1]]]).tolist() == [True]
+
+
+def test_mass_in_boxes_exact_fractions_and_relu():
+    maps = np.zeros((3, 4, 4))
+    maps[0, 0, 0] = 3.0
+    maps[0, 3, 3] = 1.0  # 3 of 4 inside [0, 0, 2, 2]
+    maps[1] = -1.0
+    maps[1, 0, 1] = 2.0
+    maps[1, 2, 2] = 2.0  # negative mass ignored: 1/2
+    maps[2] = -1.0  # no positive mass: nan
+    boxes = [[[0, 0, 2, 2]]] * 3
+    got = mass_in_boxes(maps, boxes)
+    assert got[0] == pytest.approx(0.75) and got[1] == pytest.approx(0.5) and np.isnan(got[2])
+    uniform = mass_in_boxes(np.ones((1, 10, 10)), [[[0, 0, 5, 2], [5, 0, 5, 2]]])
+    assert uniform[0] == pytest.approx(0.2)
+
+
+def test_thresholded_iou_exact():
+    one = np.zeros((1, 4, 4))
+    one[0, 0, :2] = 1.0  # 2 pixels at the top (after min-max they are 1, the rest 0)
+    # box covers those 2 pixels and 2 more: IoU = 2 / 4
+    assert thresholded_iou(one, [[[0, 0, 2, 2]]], 0.5)[0] == pytest.approx(0.5)
+    # threshold 0 selects everything: 4 / 16
+    assert thresholded_iou(one, [[[0, 0, 2, 2]]], 0.0)[0] == pytest.approx(0.25)
+    # min-max normalisation: a shifted, scaled map gives the same answer
+    assert thresholded_iou(one * 7 - 3, [[[0, 0, 2, 2]]], 0.5)[0] == pytest.approx(0.5)
+    # a constant map selects nothing above 0
+    assert thresholded_iou(np.full((1, 4, 4), 2.0), [[[0, 0, 2, 2]]], 0.5)[0] == 0.0
+
+
+def test_choose_iou_threshold_picks_best_mean():
+    ramp = np.tile(np.linspace(0, 1, 10), (10, 1))[None]  # columns 0..9, normalised 0..1
+    box = [[[5, 0, 5, 10]]]  # right half: columns 5..9 have values >= 5/9
+    t = choose_iou_threshold(ramp, box, candidates=np.array([0.1, 0.5, 0.9]))
+    assert t == pytest.approx(0.5)
+    assert thresholded_iou(ramp, box, 0.5)[0] == pytest.approx(1.0)
+
+
+def test_fixed_point_and_mean_box_prior_values():
+    train = [[[0, 0, 2, 2]], [[1, 1, 2, 2]], [[1, 0, 1, 1], [3, 3, 1, 1]], []]
+    # pixel (x=1, y=1) is inside the boxes of images 0 and 1; (1, 0) of 0 and 2; first in
+    # row-major order among the best is (x=1, y=0)
+    assert fixed_point_baseline(train, 4) == (1, 0)
+    prior = mean_box_prior(train, 4)  # empty box lists (negatives) are ignored
+    assert prior.shape == (4, 4)
+    assert prior[0, 1] == pytest.approx(2 / 3) and prior[1, 1] == pytest.approx(2 / 3)
+    assert prior[3, 3] == pytest.approx(1 / 3) and prior[0, 3] == 0.0
+    # a pixel covered by two boxes of the same image counts that image once
+    assert fixed_point_baseline([[[0, 0, 2, 2], [0, 0, 1, 1]], [[3, 3, 1, 1]]], 4) == (0, 0)
+    with pytest.raises(ValueError, match="no box"):
+        mean_box_prior([[], []], 4)
+
+
+def test_uniform_random_maps_seeded():
+    a, b, c = uniform_random_maps(3, 5, 1), uniform_random_maps(3, 5, 1), uniform_random_maps(3, 5, 2)
+    assert a.shape == (3, 5, 5) and a.dtype == np.float32
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert a.min() >= 0.0 and a.max() < 1.0
+
+
+def test_bootstrap_mean_ci_seeded_and_nan_aware():
+    values = [1.0, 0.0, 1.0, 1.0, np.nan, 0.0, 1.0, 1.0]
+    out = bootstrap_mean_ci(values, n_boot=500, seed=3)
+    assert out["value"] == pytest.approx(5 / 7) and out["n"] == 7
+    lo, hi = out["ci95"]
+    assert 0.0 <= lo <= out["value"] <= hi <= 1.0 and hi - lo > 0.1
+    assert bootstrap_mean_ci(values, n_boot=500, seed=3) == out
+    normal = np.random.default_rng(0).normal(size=400)
+    wide = bootstrap_mean_ci(normal, n_boot=2000, seed=4)
+    assert wide["ci95"] != bootstrap_mean_ci(normal, n_boot=2000, seed=5)["ci95"]
+    half_width = 1.96 * normal.std() / np.sqrt(400)  # the normal-theory interval
+    assert wide["ci95"][0] == pytest.approx(normal.mean() - half_width, abs=0.02)
+    assert wide["ci95"][1] == pytest.approx(normal.mean() + half_width, abs=0.02)
+    assert bootstrap_mean_ci(np.ones(20))["ci95"] == [1.0, 1.0]
+    empty = bootstrap_mean_ci([np.nan])
+    assert np.isnan(empty["value"]) and empty["n"] == 0
+    # booleans are rates
+    assert bootstrap_mean_ci(np.array([True, False, False, False]))["value"] == pytest.approx(0.25)
+
+
+def test_images_without_boxes_are_rejected():
+    with pytest.raises(ValueError, match="image 1 has no box"):
+        pointing_game(np.zeros((2, 4, 4)), [[[0, 0, 1, 1]], []])
+    with pytest.raises(ValueError, match="one list per map"):
+        mass_in_boxes(np.zeros((2, 4, 4)), [[[0, 0, 1, 1]]])
+
+
+def _blob_maps(boxes: list, size: int) -> np.ndarray:
+    """Maps that are 1 inside each image's boxes and 0 elsewhere: a perfect localizer."""
+    return np.stack([boxes_to_mask(b, size).astype(np.float32) for b in boxes])
+
+
+def test_localization_report_perfect_maps_and_baselines():
+    size = 16
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        out = []
+        for _ in range(n):
+            x, y = rng.integers(0, 10, size=2)
+            out.append([[int(x), int(y), 6, 6]])
+        return out
+
+    train, val, test = sample(40), sample(12), sample(15)
+    report = localization_report(
+        _blob_maps(test, size), test, train, val_maps=_blob_maps(val, size), val_boxes=val,
+        n_boot=200, seed=1, ids=[f"p{i}" for i in range(15)],
+    )
+    assert report["n_images"] == 15 and report["iou_threshold_source"] == "val"
+    for metric in ("pointing_game", "mass_in_boxes", "iou"):
+        assert report[metric]["value"] == pytest.approx(1.0)
+        assert report[metric]["ci95"] == [pytest.approx(1.0), pytest.approx(1.0)]
+    base = report["baselines"]
+    x, y = fixed_point_baseline(train, size)
+    hits = np.mean([boxes_to_mask(b, size)[y, x] for b in test])
+    assert base["fixed_point"]["point"] == [x, y]
+    assert base["fixed_point"]["pointing_game"]["value"] == pytest.approx(hits)
+    assert base["fixed_point"]["mass_in_boxes"]["value"] == pytest.approx(hits)
+    assert base["fixed_point"]["iou"]["value"] == pytest.approx(hits / 36)  # 1 pixel vs 36
+    prior = mean_box_prior(train, size)
+    t = base["mean_box_prior"]["iou_threshold"]
+    assert base["mean_box_prior"]["iou"]["value"] == pytest.approx(
+        thresholded_iou(np.broadcast_to(prior, (15, size, size)), test, t).mean())
+    assert base["mean_box_prior"]["mass_in_boxes"]["value"] == pytest.approx(
+        mass_in_boxes(np.broadcast_to(prior, (15, size, size)), test).mean())
+    # random maps point into a 36-pixel box about 36/256 of the time
+    assert 0.0 <= base["uniform_random"]["pointing_game"]["value"] < 0.6
+    assert base["uniform_random"]["iou"]["value"] < 0.5
+    rows = report["per_image"]
+    assert len(rows) == 15 and rows[0]["id"] == "p0" and rows[0]["n_boxes"] == 1
+    assert rows[0]["box_fraction"] == pytest.approx(36 / 256) and rows[0]["pointing_game"] is True
+    # the same seed gives the same report
+    again = localization_report(
+        _blob_maps(test, size), test, train, val_maps=_blob_maps(val, size), val_boxes=val,
+        n_boot=200, seed=1, ids=[f"p{i}" for i in range(15)],
+    )
+    assert again["baselines"] == base
+
+
+def test_localization_report_threshold_sources():
+    boxes = [[[2, 2, 4, 4]], [[8, 8, 4, 4]]]
+    maps = _blob_maps(boxes, 12)
+    given = localization_report(maps, boxes, boxes, threshold=0.3, n_boot=50)
+    assert given["iou_threshold"] == 0.3 and given["iou_threshold_source"] == "given"
+    self_chosen = localization_report(maps, boxes, boxes, n_boot=50)
+    assert self_chosen["iou_threshold_source"] == "test"
+    # a map that misses: pointing 0, mass 0, IoU 0
+    miss = localization_report(maps[::-1].copy(), boxes, boxes, threshold=0.5, n_boot=50)
+    assert miss["pointing_game"]["value"] == 0.0 and miss["iou"]["value"] == 0.0
+    assert miss["mass_in_boxes"]["value"] == 0.0

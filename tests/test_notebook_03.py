@@ -1,0 +1,53 @@
+"""notebooks/03-Interpretability.ipynb runs top to bottom on two tiny trained runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from notebook_runner import cell_text, run_notebook
+from test_interpret import build_root
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "03-Interpretability.ipynb"
+PAIRED = REPO / "notebooks" / "03-Interpretability.py"
+
+
+def test_notebook_is_committed_without_outputs_and_paired() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert "parameters" in code[0].metadata.get("tags", [])
+    # the .py twin holds the same code (jupytext pair): compare the parameters cell
+    assert code[0].source.strip() in PAIRED.read_text()
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_tiny_profile(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    build_root(root, ("original", "balanced"), steps=2)
+    nb = run_notebook(NOTEBOOK, {"n": 2, "n_grid": 2, "batch_size": 16, "n_boot": 20,
+                                 "sanity_images": 3, "device": "cpu", "n_compare": 2},
+                      cwd=REPO / "notebooks", env={"PNEUMOCAM_ROOT": str(root)}, timeout=300)
+    text = cell_text(nb)
+    assert "SYNTHETIC DEMO DATA" in text
+    # the conclusions were built from the numbers: both runs' pointing-game values appear
+    for run in ("original", "balanced"):
+        report = json.loads((root / "metrics" / f"{run}_localization.json").read_text())
+        assert f"{report['pointing_game']['value']:.3f}" in text
+        assert (root / "metrics" / f"{run}_maps.npy").is_file()
+        assert (root / "images" / "cam" / f"{run}_grid_tp.png").is_file()
+    table = pd.read_csv(root / "metrics" / "localization_comparison.csv")
+    assert table["name"].tolist()[:2] == ["original", "balanced"]
+    assert table["baseline"].tolist() == [False, False, True, True, True]
+    for name in ("localization_comparison.png", "comparison_maps.png"):
+        assert (root / "images" / "cam" / name).read_bytes()[:4] == b"\x89PNG"
+    conclusions = (root / "metrics" / "localization_comparison_conclusions.txt").read_text()
+    assert conclusions.strip() in text
+    assert "randomisation sanity check" in conclusions
+    assert any("image/png" in out.get("data", {}) for c in nb.cells for out in c.get("outputs", []))
+    assert not any(c.get("outputs") for c in json.loads(NOTEBOOK.read_text())["cells"]
+                   if c["cell_type"] == "code")
