@@ -27,11 +27,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="device for training and interpretation")
     parser.add_argument("--method", choices=METHODS, default="cam", help="CAM method to interpret with")
     parser.add_argument("--n", type=int, default=32, help="CAM overlays saved per run")
-    parser.add_argument("--seed", type=int, default=0, help="seed for both trainings")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of both trainings and of every bootstrap")
+    parser.add_argument("--n-boot", type=int, default=1000,
+                        help="bootstrap resamples behind every 95%% interval")
     args = parser.parse_args(argv)
     config = PipelineConfig(data_dir=args.data_dir, processed_dir=args.processed_dir,
                             epochs=args.epochs, device=args.device, method=args.method,
-                            n_overlays=args.n, seed=args.seed)
+                            n_overlays=args.n, seed=args.seed, n_boot=args.n_boot)
     try:
         run_pipeline(config)
     except PneumocamError as exc:

@@ -262,6 +262,9 @@ def test_setting_errors(root, run_a):
 def test_overwrite_and_pos_weight_auto_original_run(root, run_a):
     cfg = dict(sampler="original", epochs=1, batch_size=16, n_boot=20, progress=False,
                pos_weight="auto", limit=24)
+    # A run that died before its first checkpoint left only config.json: nothing to protect.
+    paths.run_weights_dir("posweight").mkdir(parents=True)
+    (paths.run_weights_dir("posweight") / "config.json").write_text("{}")
     first = train(TrainConfig(run_name="posweight", **cfg))
     # limit=24 keeps the 1:3 class ratio: 6 positives, 18 negatives
     assert first.settings["n_train"] == 24

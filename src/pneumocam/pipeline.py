@@ -37,6 +37,7 @@ class PipelineConfig:
         device: ``auto`` | ``cpu`` | ``cuda``.
         method: CAM method for interpretation.
         n_overlays: CAM overlays saved per run.
+        n_boot: bootstrap resamples behind every 95% interval.
         extra_train_args: passed verbatim to both training scripts.
     """
 
@@ -47,6 +48,7 @@ class PipelineConfig:
     method: str = "cam"
     n_overlays: int = 32
     seed: int = 0
+    n_boot: int = 1000
     extra_train_args: list[str] = field(default_factory=list)
 
 
@@ -79,7 +81,7 @@ def _training_args(config: PipelineConfig, run: str, processed: Path) -> list[st
         return None
     script = "train_original.py" if run == "original" else "train_balanced.py"
     args = [_script(script), "--data-dir", str(processed), "--run-name", run,
-            "--device", config.device, "--seed", str(config.seed)]
+            "--device", config.device, "--seed", str(config.seed), "--n-boot", str(config.n_boot)]
     if config.epochs is not None:
         args += ["--epochs", str(config.epochs)]
     if (paths.run_weights_dir(run) / "last.pth").is_file():
@@ -103,7 +105,8 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Path]:
         args = _training_args(config, run, processed)
         if args is not None:
             _run(f"train {run}", args)
-    _run("compare", [_script("compare.py"), "--runs", *RUNS])
+    _run("compare", [_script("compare.py"), "--runs", *RUNS, "--n-boot", str(config.n_boot),
+                     "--seed", str(config.seed)])
     for run in RUNS:
         if _interpret_done(run):
             print(f"=== interpret {run}: up to date; skipped", flush=True)
@@ -111,7 +114,8 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Path]:
         _run(f"interpret {run}", [
             _script("interpret.py"), "--weights", str(paths.run_weights_dir(run) / "best.pth"),
             "--data-dir", str(processed), "--method", config.method, "--n", str(config.n_overlays),
-            "--device", config.device, "--save-maps",
+            "--device", config.device, "--n-boot", str(config.n_boot), "--seed", str(config.seed),
+            "--save-maps",
         ])
     outputs = {
         "processed data": processed,

@@ -606,8 +606,11 @@ def run_files(run: str) -> dict[str, Path]:
 
 
 def _existing_run_files(files: dict[str, Path]) -> list[Path]:
-    roles = ("best", "last", "config", "csv", "pred_val", "pred_test", "eval")
-    return [files[r] for r in roles if files[r].exists()]
+    """Outputs of an earlier run under this name. A lone config.json (a run that died before
+    its first checkpoint) holds nothing to lose and does not count."""
+    roles = ("best", "last", "csv", "pred_val", "pred_test", "eval")
+    found = [files[r] for r in roles if files[r].exists()]
+    return found + [files["config"]] if found and files["config"].exists() else found
 
 
 def append_csv_row(path: Path, row: dict[str, Any]) -> None:
@@ -647,8 +650,8 @@ def _csv_value(v: Any) -> Any:
 def _load_resume_checkpoint(files: dict[str, Path]) -> dict[str, Any]:
     if not files["last"].is_file():
         raise CheckpointError(
-            f"{files['last']}: not found, so there is nothing to resume. Run without --resume to "
-            "start the run (or check --run-name).")
+            f"{files['last']}: not found, so there is nothing to resume (the run never finished "
+            "an epoch, or --run-name is wrong). Run without --resume to start it.")
     ckpt = load_checkpoint(files["last"])
     required = ("model", "optimizer", "scheduler", "epoch", "best_auc", "best_epoch", "history",
                 "rng", "settings")
@@ -849,7 +852,7 @@ def _train(config: TrainConfig, info: DistInfo,
             history = [dict(r) for r in ckpt["history"]]
             set_rng_state(ckpt["rng"])
             if info.is_main:
-                pass
+                write_history_csv(files["csv"], history)
             _print(info, f"[train] resumed from {files['last']} after epoch {ckpt['epoch']}")
 
         model: nn.Module = raw_model
