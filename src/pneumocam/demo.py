@@ -132,9 +132,9 @@ class DemoConfig:
     (``(0.2, 0.5)``) near 0.96. View position alone scores about 0.69 on the same splits.
     """
 
-    opacity_density: tuple[float, float] = (0.14, 0.40)
-    """Peak added density of an ordinary opacity, drawn uniformly (0.4: as white as the heart)."""
-    faint_fraction: float = 0.15
+    opacity_density: tuple[float, float] = (0.17, 0.45)
+    """Peak added density of an ordinary opacity in aerated lung, drawn uniformly."""
+    faint_fraction: float = 0.12
     """Share of opacities drawn with ``faint_density`` instead (hard positives)."""
     faint_density: tuple[float, float] = (0.05, 0.10)
     opacity_sigma: tuple[float, float] = (0.03, 0.085)
