@@ -717,6 +717,12 @@ def to_uint8(image01: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- fast path
 
 
+_VALUE_TRANSFORM_KEYWORDS = (
+    "ModalityLUTSequence", "RescaleSlope", "RescaleIntercept", "VOILUTSequence",
+    "WindowCenter", "WindowWidth", "VOILUTFunction", "PresentationLUTShape",
+)
+
+
 def _fast_path_ok(ds: Dataset) -> bool:
     """RSNA-like: one 8-bit MONOCHROME2 JPEG Baseline frame whose LUT chain is the identity."""
     if _transfer_syntax(ds) != JPEGBaseline8Bit or "PixelData" not in ds:
@@ -731,6 +737,10 @@ def _fast_path_ok(ds: Dataset) -> bool:
     ):
         return False
     # Any modality/VOI/presentation transform that changes values rules the fast path out.
+    # Without any of these attributes the chain is the identity by definition (8 stored bits
+    # span 0..255), so the ramp check below runs only for files that carry one (RSNA's don't).
+    if not any(keyword in ds for keyword in _VALUE_TRANSFORM_KEYWORDS):
+        return True
     ramp = np.arange(256, dtype=np.uint8)
     unit = _gray_to_unit(ramp, ds)
     return bool(np.allclose(unit, ramp.astype(np.float32) / 255.0, rtol=0, atol=1e-6))
