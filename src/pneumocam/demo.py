@@ -45,6 +45,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import rsna
 from .errors import ConfigError, DataSourceError
 from .provenance import provenance, to_jsonable, write_json_atomic
 
@@ -52,13 +53,14 @@ from .provenance import provenance, to_jsonable, write_json_atomic
 # Layout and reference statistics
 # ----------------------------------------------------------------------------------------------
 
-LABELS_CSV = "stage_2_train_labels.csv"
-CLASS_INFO_CSV = "stage_2_detailed_class_info.csv"
-TRAIN_IMAGES_DIR = "stage_2_train_images"
+# The layout is the one the reader expects: one definition, in pneumocam.rsna.
+LABELS_CSV = rsna.LABELS_NAME
+CLASS_INFO_CSV = rsna.CLASS_INFO_NAME
+TRAIN_IMAGES_DIR = rsna.TRAIN_IMAGES_DIR
 DEMO_INFO_JSON = "demo_info.json"
 IN_PROGRESS_MARKER = ".demo_in_progress.json"
-LABELS_HEADER = ("patientId", "x", "y", "width", "height", "Target")
-CLASS_INFO_HEADER = ("patientId", "class")
+LABELS_HEADER = rsna.LABEL_COLUMNS
+CLASS_INFO_HEADER = rsna.CLASS_COLUMNS
 
 CLASS_OPACITY = "Lung Opacity"
 CLASS_NOT_NORMAL = "No Lung Opacity / Not Normal"
