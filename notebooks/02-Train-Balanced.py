@@ -62,6 +62,7 @@ from pathlib import Path  # noqa: E402
 import pandas as pd  # noqa: E402
 from IPython.display import Image, display  # noqa: E402
 
+from pneumocam import paths  # noqa: E402
 from pneumocam.processed import read_stats  # noqa: E402
 from pneumocam.train import (  # noqa: E402
     TrainConfig,
@@ -122,3 +123,28 @@ display(Image(filename=result.evaluation["figures"]["reliability"]))
 # The weights are in `weights/<run>/best.pth` (model state_dict) with `config.json` beside them
 # (every setting, the data source, library versions and git commit); `03-Interpretability` reads
 # them to draw Class Activation Maps.
+
+# %% [markdown]
+# ## Original vs balanced, on the same test images
+#
+# `scripts/compare.py` in one call: both runs (and `posweight` when it exists) side by side,
+# with a paired bootstrap interval for the AUC difference (`metrics/comparison.csv`,
+# `images/comparison.png`). It needs the original run (`02-Train-Original` or
+# `python scripts/train_original.py`) on the same processed data.
+
+# %%
+from pneumocam.compare import compare_runs, describe_comparison  # noqa: E402
+from pneumocam.errors import RunOutputsError  # noqa: E402
+
+try:
+    comparison = compare_runs(n_boot=n_boot)
+except RunOutputsError as exc:
+    comparison = None
+    print(f"No comparison yet: {exc}")
+if comparison is not None:
+    display(Image(filename=str(paths.images_dir() / "comparison.png")))
+    print(describe_comparison(comparison))
+    display(comparison[["run", "roc_auc", "roc_auc_ci95_lo", "roc_auc_ci95_hi",
+                        "operating_threshold", "sensitivity_at_op", "specificity_at_op",
+                        "auc_diff_vs_reference", "auc_diff_ci95_lo", "auc_diff_ci95_hi"]].round(3))
+

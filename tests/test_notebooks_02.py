@@ -31,3 +31,29 @@ def test_training_notebook_runs(tmp_path, name, run):
     assert (tmp_path / "images" / run / "curves.png").is_file()
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) >= 4  # learning curves + ROC, confusion, reliability
+
+
+@pytest.mark.slow
+def test_balanced_notebook_ends_with_the_comparison(tmp_path):
+    """With the original run present, the balanced notebook compares the two on the test set."""
+    import subprocess
+    import sys
+
+    make_processed(tmp_path)
+    env = {paths.ROOT_ENV_VAR: str(tmp_path), "PATH": "/usr/bin:/bin"}
+    script = NOTEBOOKS.parent / "scripts" / "train_original.py"
+    done = subprocess.run([sys.executable, str(script), "--epochs", "1", "--limit", "32",
+                           "--batch-size", "8", "--n-boot", "20", "--no-progress",
+                           "--device", "cpu"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    params = {"epochs": 1, "limit": 32, "batch_size": 8, "n_boot": 20, "progress": False,
+              "device": "cpu"}
+    nb = run_notebook(NOTEBOOKS / "02-Train-Balanced.ipynb", params, cwd=tmp_path,
+                      env={paths.ROOT_ENV_VAR: str(tmp_path)}, timeout=300)
+    text = cell_text(nb)
+    table = pd.read_csv(tmp_path / "metrics" / "comparison.csv")
+    assert table["run"].tolist() == ["original", "balanced"]
+    diff = table.set_index("run").loc["balanced", "auc_diff_vs_reference"]
+    assert f"paired difference {diff:+.3f}" in text
+    assert (tmp_path / "images" / "comparison.png").is_file()

@@ -31,6 +31,7 @@ THRESHOLD_METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1"
 _TRAIN_HINT = {
     "original": "python scripts/train_original.py",
     "balanced": "python scripts/train_balanced.py",
+    "posweight": "python scripts/train_original.py --pos-weight auto --run-name posweight",
 }
 
 
@@ -311,3 +312,37 @@ def _figure(table: pd.DataFrame, y: np.ndarray, probs: dict[str, np.ndarray], de
     fig = plots.plot_comparison(bars, rocs, demo=demo,
                                 title="run comparison (test), op = Youden threshold from val")
     return plots.save_figure(fig, paths.images_dir() / "comparison.png")
+
+
+def describe_comparison(table: pd.DataFrame) -> str:
+    """Sentences built from a :func:`compare_runs` table: each run against the reference.
+
+    The verdict on ROC AUC comes from the paired bootstrap interval of the difference (an
+    interval that contains 0 is "no clear difference"); sensitivity and specificity are quoted
+    at each run's own operating threshold, since the sampler mostly moves the probabilities.
+    """
+    rows = table.set_index("run")
+    ref = str(rows["reference_run"].iloc[0])
+    lines = []
+    if str(rows["data_source_kind"].iloc[0]) == "demo":
+        lines.append("SYNTHETIC DEMO DATA: these differences describe the generator, not pneumonia.")
+    for run, row in rows.iterrows():
+        if run == ref:
+            continue
+        lo, hi = row["auc_diff_ci95_lo"], row["auc_diff_ci95_hi"]
+        if lo > 0:
+            verdict = f"{run} ranks better than {ref}"
+        elif hi < 0:
+            verdict = f"{run} ranks worse than {ref}"
+        else:
+            verdict = f"no clear difference in ranking between {run} and {ref}"
+        lines.append(
+            f"{run} vs {ref}: test ROC AUC {row['roc_auc']:.3f} vs {rows.loc[ref, 'roc_auc']:.3f}, "
+            f"paired difference {row['auc_diff_vs_reference']:+.3f} (95% CI {lo:+.3f} to "
+            f"{hi:+.3f}): {verdict}. At each run's operating threshold "
+            f"(chosen on validation: {row['operating_threshold']:.2f} vs "
+            f"{rows.loc[ref, 'operating_threshold']:.2f}) sensitivity is "
+            f"{row['sensitivity_at_op']:.3f} vs {rows.loc[ref, 'sensitivity_at_op']:.3f} and "
+            f"specificity {row['specificity_at_op']:.3f} vs {rows.loc[ref, 'specificity_at_op']:.3f}."
+        )
+    return "\n".join(lines)
