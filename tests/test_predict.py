@@ -116,6 +116,7 @@ def test_cli_processes_the_rest_and_exits_non_zero(trained, inputs, tmp_path):
         capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1
     assert str(bad) in proc.stderr and "Traceback" not in proc.stderr
+    assert "SYNTHETIC DEMO" in proc.stderr  # the fixture run was trained on demo data
     assert proc.stdout.count("p(pneumonia)") == 2
     assert sorted(p.name for p in (tmp_path / "cli").glob("*_cam.png")) == \
         ["RG1_UNCR_cam.png", "chest_cam.png"]

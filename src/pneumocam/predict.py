@@ -314,6 +314,9 @@ def predict(config: PredictConfig, out: TextIO | None = None, err: TextIO | None
     results = [FilePrediction(file=str(f)) for f in config.files]
     used: set[str] = set()
     note = "model trained on synthetic demo data: not a diagnosis" if run.demo else None
+    if note:
+        print(f"warning: {config.weights} was trained on the SYNTHETIC DEMO dataset; its "
+              "probabilities say nothing about pneumonia on real radiographs.", file=err)
     step = max(1, int(config.batch_size))
     for start in range(0, len(results), step):
         chunk = results[start:start + step]
