@@ -25,8 +25,9 @@ from pneumocam.data import (
     random_affine_theta,
     rank_share,
 )
+from pneumocam.distributed import DistInfo, gather_predictions
 from pneumocam.model import CAM_LAYER, build_model
-from pneumocam.train import DistInfo, gather_predictions, limited_rows
+from pneumocam.train import limited_rows
 
 LABELS = np.array([1] * 20 + [0] * 180)  # 10% positive, like a harsh RSNA subset
 
