@@ -31,13 +31,13 @@ import torch
 from torch import nn
 
 from pneumocam.data import make_generator
+from pneumocam.distributed import resolve_device
 from pneumocam.model import build_model
 from pneumocam.train import (
     StepContext,
     make_batches,
     make_optimizer,
     make_scheduler,
-    resolve_device,
     train_one_epoch,
 )
 

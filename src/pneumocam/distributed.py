@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -83,3 +85,14 @@ def gather_predictions(index: torch.Tensor, values: torch.Tensor, info: DistInfo
     idx_cat, val_cat = idx_cat[keep], val_cat[keep]
     order = torch.argsort(idx_cat)
     return idx_cat[order], val_cat[order]
+
+
+def resolve_device(name: str, info: DistInfo = SINGLE_PROCESS) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device {name!r}: expected auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but PyTorch sees no CUDA GPU; use --device cpu or auto.")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", info.local_rank)

@@ -29,6 +29,7 @@ from torch import nn
 from . import overlays, paths
 from .checkpoint import load_model_state
 from .data import prepare_batch
+from .distributed import resolve_device
 from .errors import ConfigError, DicomReadError, PneumocamError, ProcessedDataError
 from .model import build_model, load_state_dict_checked
 from .processed import read_stats
@@ -36,23 +37,11 @@ from .provenance import provenance, write_json_atomic
 
 DEFAULT_THRESHOLD = 0.5
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # everything else is tried as DICOM
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def warn(message: str) -> None:
     """Print a warning line to stderr (visible in scripts and notebooks alike)."""
     print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available else CPU; ``cuda`` without a GPU is a :class:`ConfigError`."""
-    if name not in DEVICES:
-        raise ConfigError(f"--device {name!r}: expected one of {DEVICES}.")
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu or auto.")
-    return torch.device(name)
 
 
 def normalize_images(images: np.ndarray, mean: float, std: float) -> torch.Tensor:

@@ -59,7 +59,13 @@ from .data import (
     make_generator,
     prepare_batch,
 )
-from .distributed import SINGLE_PROCESS, DistInfo, gather_predictions, setup_distributed
+from .distributed import (
+    SINGLE_PROCESS,
+    DistInfo,
+    gather_predictions,
+    resolve_device,
+    setup_distributed,
+)
 from .distributed import barrier as _barrier
 from .errors import CheckpointError, ConfigError, PneumocamError, ProcessedDataError
 from .metrics import safe_average_precision, safe_roc_auc, threshold_metrics
@@ -186,17 +192,6 @@ class StepContext:
 
 
 # --------------------------------------------------------------------------- devices, seeds
-
-def resolve_device(name: str, info: DistInfo = SINGLE_PROCESS) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is a ConfigError."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"--device {name!r}: expected auto, cpu or cuda")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda, but PyTorch sees no CUDA GPU; use --device cpu or auto.")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda", info.local_rank)
-
 
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices)."""
