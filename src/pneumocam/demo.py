@@ -46,6 +46,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import rsna
+from .dicom import SYNTHETIC_STUDY_DESCRIPTION as STUDY_DESCRIPTION  # what the reader recognises
 from .errors import ConfigError, DataSourceError
 from .provenance import provenance, to_jsonable, write_json_atomic
 
@@ -72,7 +73,6 @@ IMAGE_SIZE = 1024
 DEMO_DEFAULT_N = 2000  # what the main job generates by default: well under a minute on 2 cores
 GENERATOR_NAME = "pneumocam.demo"
 GENERATOR_VERSION = 1  # bump whenever the pixels or labels for a given seed change
-STUDY_DESCRIPTION = "SYNTHETIC DEMO - pneumocam"
 
 
 @dataclass(frozen=True)
