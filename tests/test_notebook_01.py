@@ -15,13 +15,6 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "01-Preprocess.ipynb"
 
 
-def test_notebook_is_committed_without_outputs() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code)
-    assert "parameters" in code[0].metadata.get("tags", [])
-
-
 def test_inject_parameters_replaces_an_earlier_injection() -> None:
     nb = nbformat.read(NOTEBOOK, as_version=4)
     n = len(nb.cells)

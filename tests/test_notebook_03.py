@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 from notebook_runner import cell_text, run_notebook
@@ -13,16 +12,6 @@ from test_interpret import build_root
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "03-Interpretability.ipynb"
-PAIRED = REPO / "notebooks" / "03-Interpretability.py"
-
-
-def test_notebook_is_committed_without_outputs_and_paired() -> None:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.outputs and c.execution_count is None for c in code)
-    assert "parameters" in code[0].metadata.get("tags", [])
-    # the .py twin holds the same code (jupytext pair): compare the parameters cell
-    assert code[0].source.strip() in PAIRED.read_text()
 
 
 @pytest.mark.slow
