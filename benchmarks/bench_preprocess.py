@@ -85,7 +85,13 @@ def _subset(data_dir: Path, n: int, dest: Path) -> Path:
 
 
 def _run_child(kind: str, data: Path, out: Path, workers: int, size: int) -> dict:
-    """One measurement in a fresh process, writing into the empty folder ``out``."""
+    """One measurement in a fresh process, writing into the empty folder ``out``.
+
+    The page cache's dirty data is flushed first: creating files while the previous
+    measurement's hundreds of MB are being written back costs ~0.5 ms per file on ext4, which
+    would charge one measurement for another's writes.
+    """
+    os.sync()
     cmd = [sys.executable, __file__, "--workers", str(workers), "--size", str(size),
            "--child", kind, str(data), str(out)]
     res = subprocess.run(cmd, check=True, capture_output=True, text=True)

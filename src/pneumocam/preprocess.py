@@ -43,6 +43,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
+import gc
 import hashlib
 import io
 import json
@@ -446,30 +448,46 @@ def _load_valid(path: Path, size: int) -> np.ndarray | None:
     return arr
 
 
+@functools.lru_cache(maxsize=8)
+def _npy_header(shape: tuple[int, ...], dtype: str) -> bytes:
+    """The ``.npy`` (format 1.0) header ``np.save`` writes for a C-ordered array."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
 def save_array_atomic(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to ``<path>.<pid>.tmp`` in the same folder, then ``os.replace`` onto ``path``."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    """Save as ``.npy`` to ``<path>.<pid>.tmp`` in the same folder, then ``os.replace`` onto ``path``.
+
+    The file is byte for byte what ``np.save`` writes; the header is built once per shape.
+    """
+    array = np.ascontiguousarray(array)
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
+            fh.write(_npy_header(array.shape, np.lib.format.dtype_to_descr(array.dtype)))
+            fh.write(array.data)
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def _pixel_sums(image: np.ndarray) -> tuple[int, int]:
-    """Exact integer sum and sum of squares of a uint8 image (order-independent totals)."""
-    hist = np.bincount(image.ravel(), minlength=256).astype(np.int64)
-    levels = np.arange(256, dtype=np.int64)
-    return int(hist @ levels), int(hist @ (levels * levels))
+    """Exact integer sum and sum of squares of a uint8 image (order-independent totals).
+
+    Summed as float64, which is exact for integer totals below 2**53 (any image under 2**37
+    pixels) in any summation order, and 4x faster than an int64 histogram. ``einsum`` rather
+    than ``@``: a BLAS dot product this long would wake idle BLAS threads in every worker.
+    """
+    values = image.ravel().astype(np.float64)
+    return int(values.sum()), int(np.einsum("i,i->", values, values))
 
 
 def _output_boxes(geometry: Any, boxes: Sequence[Sequence[float]]) -> list[list[float]]:
-    if not boxes:
-        return []
-    out = np.asarray(geometry.boxes_to_output([list(b) for b in boxes]), dtype=float).reshape(-1, 4)
-    return [[round(float(v), 2) for v in box] for box in out]
+    return [[round(float(v), 2) for v in box]
+            for box in geometry.boxes_to_output([list(b) for b in boxes])]
 
 
 def _process_one(task: _Task, size: int, fast: bool) -> dict[str, Any]:
@@ -526,6 +544,10 @@ def _init_worker() -> None:
     # One OpenCV thread per process: the parallelism is across files.
     import cv2
     cv2.setNumThreads(1)
+    # The objects inherited from the parent (pandas, pydicom, ...) never become garbage here:
+    # keeping them out of the collector spares each collection their traversal, and the
+    # copy-on-write page faults that touching them would cost.
+    gc.freeze()
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
@@ -647,6 +669,7 @@ def run_preprocess(config: PreprocessConfig) -> PreprocessSummary:
                           f"{data_dir}."), flush=True)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    prov = provenance()  # once per run: it asks git and every package for its version
     with _folder_lock(out_dir):
         if config.overwrite:
             _clear_outputs(out_dir)
@@ -656,9 +679,9 @@ def run_preprocess(config: PreprocessConfig) -> PreprocessSummary:
         write_json_atomic(out_dir / CONFIG_NAME, {
             "config": {**asdict(config), "data_dir": str(data_dir), "out_dir": str(out_dir),
                        "workers": workers},
-            "source": source, "parameters": config.parameters(), "provenance": provenance(),
+            "source": source, "parameters": config.parameters(), "provenance": prov,
         })
-        summary = _process(config, layout, labels, source, out_dir, workers, start)
+        summary = _process(config, layout, labels, source, out_dir, workers, start, prov)
     if source["kind"] == "rsna" and summary.source["kind"] != "rsna":
         print(demo_banner(f"{summary.source['synthetic_images']} of the {summary.n_images} DICOMs "
                           f"in {data_dir} are marked synthetic: source recorded as "
@@ -668,7 +691,8 @@ def run_preprocess(config: PreprocessConfig) -> PreprocessSummary:
 
 
 def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataFrame,
-             source: dict[str, Any], out_dir: Path, workers: int, start: float) -> PreprocessSummary:
+             source: dict[str, Any], out_dir: Path, workers: int, start: float,
+             prov: dict[str, Any]) -> PreprocessSummary:
     size = config.size
     plan = split_patients(labels, config.val_fraction, config.test_fraction, config.seed)
     plan = plan.merge(labels[["patientId", "boxes", "class"]], on="patientId", how="left")
@@ -709,7 +733,7 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
         "sex": [r["sex"] for r in rows],
         "age": [r["age"] for r in rows],
         "boxes": [json.dumps(r["boxes"]) for r in rows],
-        "source_file": [dicoms[p].resolve().as_posix() for p in ok["patientId"]],
+        "source_file": _real_paths([dicoms[p] for p in ok["patientId"]]),
         "array_file": ok["array_file"],
     }, columns=list(MANIFEST_COLUMNS))
 
@@ -770,7 +794,7 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
             "fast_path_written": sum(r.get("fast_path") is True for r in rows),
             "decode_notes": dict(notes.most_common(20)),
         },
-        "provenance": provenance(),
+        "provenance": prov,
     })
     return _finish(summary, start)
 
@@ -782,14 +806,35 @@ def _finish(summary: PreprocessSummary, start: float) -> PreprocessSummary:
     return summary
 
 
+def _real_paths(files: Sequence[Path]) -> list[str]:
+    """``Path.resolve()`` of files in a few folders, with one ``lstat`` per file, not per part."""
+    real_dirs: dict[Path, Path] = {}
+    out = []
+    for f in files:
+        if f.is_symlink():
+            out.append(f.resolve().as_posix())
+            continue
+        if f.parent not in real_dirs:
+            real_dirs[f.parent] = f.parent.resolve()
+        out.append((real_dirs[f.parent] / f.name).as_posix())
+    return out
+
+
 def _remove_strays(out_dir: Path, keep: set[str]) -> int:
     """Delete arrays not in this run's manifest (e.g. a file that no longer decodes)."""
     removed = 0
     for split in SPLITS:
-        for path in (out_dir / split).glob("*/*.npy"):
-            if path.relative_to(out_dir).as_posix() not in keep:
-                path.unlink(missing_ok=True)
-                removed += 1
+        split_dir = out_dir / split
+        if not split_dir.is_dir():
+            continue
+        for label_dir in os.scandir(split_dir):
+            if not label_dir.is_dir():
+                continue
+            for entry in os.scandir(label_dir.path):
+                rel = f"{split}/{label_dir.name}/{entry.name}"
+                if entry.name.endswith(".npy") and rel not in keep:
+                    Path(entry.path).unlink(missing_ok=True)
+                    removed += 1
     return removed
 
 
