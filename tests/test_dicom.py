@@ -284,6 +284,41 @@ def test_result_does_not_depend_on_the_decoder_plugin(plugin, names, monkeypatch
         monkeypatch.undo()
 
 
+def test_gray_jpeg_baseline_prefers_pillow_with_gdcm_identical_pixels(rsna_like, monkeypatch):
+    """Full decode of an RSNA-like file: Pillow first (4x faster), same pixels as GDCM."""
+    ds = pydicom.dcmread(rsna_like)
+    decoder = get_decoder(JPEGBaseline8Bit)
+    if not {"pillow", "gdcm"} <= set(decoder.available_plugins):
+        pytest.skip("needs both Pillow and GDCM")
+    used = []
+    real_as_array = type(decoder).as_array
+
+    def spy(self, src, **kwargs):
+        used.append(kwargs.get("decoding_plugin"))
+        return real_as_array(self, src, **kwargs)
+
+    monkeypatch.setattr(type(decoder), "as_array", spy)
+    full = load_dicom_resized(rsna_like, 224, fast=False)
+    assert used == ["pillow"] and not full.fast_path
+    gdcm, _ = real_as_array(decoder, ds, index=0, decoding_plugin="gdcm")
+    pillow, _ = real_as_array(decoder, ds, index=0, decoding_plugin="pillow")
+    np.testing.assert_array_equal(pillow, gdcm)
+
+
+def test_preferred_plugin_failure_falls_back_to_the_others(rsna_like, monkeypatch):
+    decoder = get_decoder(JPEGBaseline8Bit)
+    real_as_array = type(decoder).as_array
+
+    def pillow_breaks(self, src, **kwargs):
+        if kwargs.get("decoding_plugin") == "pillow":
+            raise RuntimeError("pillow could not")
+        return real_as_array(self, src, **kwargs)
+
+    monkeypatch.setattr(type(decoder), "as_array", pillow_breaks)
+    r = load_dicom_resized(rsna_like, 64, fast=False)
+    assert r.image.shape == (64, 64) and r.image.std() > 0
+
+
 # --------------------------------------------------------------------------- MONOCHROME1
 
 

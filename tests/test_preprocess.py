@@ -26,9 +26,12 @@ from pneumocam.errors import ConfigError, DataSourceError, LabelsError
 from pneumocam.preprocess import (
     CONFIG_NAME,
     PreprocessConfig,
+    _pixel_sums,
+    _real_paths,
     ensure_processed,
     resolve_data_dir,
     run_preprocess,
+    save_array_atomic,
     split_patients,
 )
 from pneumocam.processed import (
@@ -406,3 +409,51 @@ def test_cli_exit_codes(tmp_path: Path, demo_data: Path) -> None:
     assert "0 images" in out and f"{N_DEMO - 3} labels without DICOM" in out
     assert len(read_csv(tmp_path / "o" / "skipped.csv")) == N_DEMO
     assert not (tmp_path / "o" / "manifest.csv").exists()
+
+
+# ----------------------------------------------------------------------------- worker helpers
+
+
+@pytest.mark.parametrize("side", [1, 224, 1024])
+def test_pixel_sums_are_exact_integers(side: int) -> None:
+    rng = np.random.default_rng(side)
+    for image in (rng.integers(0, 256, (side, side), dtype=np.uint8),
+                  np.full((side, side), 255, dtype=np.uint8)):
+        values = image.ravel().astype(np.int64)
+        assert _pixel_sums(image) == (int(values.sum()), int(values @ values))
+
+
+def test_saved_arrays_are_what_np_save_writes(tmp_path: Path) -> None:
+    import io
+    for array in (np.arange(224 * 224, dtype=np.uint8).reshape(224, 224),
+                  np.zeros((3, 5), np.float32), np.arange(12, dtype=">i4").reshape(3, 4)[:, ::2]):
+        target = tmp_path / "a.npy"
+        save_array_atomic(target, array)
+        expected = io.BytesIO()
+        np.save(expected, np.ascontiguousarray(array))
+        assert target.read_bytes() == expected.getvalue()
+        np.testing.assert_array_equal(np.load(target), array)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]  # no temporary file left
+
+
+def test_real_paths_resolve_linked_files_and_folders(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.dcm").write_bytes(b"a")
+    (real / "b.dcm").write_bytes(b"b")
+    linked_dir = tmp_path / "linked"
+    linked_dir.symlink_to(real)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "c.dcm").symlink_to(real / "a.dcm")
+    files = [linked_dir / "a.dcm", real / "b.dcm", other / "c.dcm"]
+    assert _real_paths(files) == [f.resolve().as_posix() for f in files]
+
+
+def test_telling_demo_from_real_data_does_not_import_the_generator(demo_data: Path) -> None:
+    code = ("import sys; from pneumocam import preprocess, rsna; "
+            f"s = preprocess.describe_source(rsna.find_layout({str(demo_data)!r}).root, "
+            f"rsna.find_layout({str(demo_data)!r})); "
+            "print(s['kind'], 'pneumocam.demo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["demo", "False"]

@@ -58,7 +58,7 @@ from .provenance import provenance, to_jsonable, write_json_atomic
 LABELS_CSV = rsna.LABELS_NAME
 CLASS_INFO_CSV = rsna.CLASS_INFO_NAME
 TRAIN_IMAGES_DIR = rsna.TRAIN_IMAGES_DIR
-DEMO_INFO_JSON = "demo_info.json"
+DEMO_INFO_JSON = rsna.DEMO_INFO_JSON
 IN_PROGRESS_MARKER = ".demo_in_progress.json"
 LABELS_HEADER = rsna.LABEL_COLUMNS
 CLASS_INFO_HEADER = rsna.CLASS_COLUMNS
@@ -1066,9 +1066,7 @@ def _counts(records: Sequence[_Record]) -> dict[str, Any]:
     }
 
 
-def is_demo_dataset(data_dir: str | Path) -> bool:
-    """True when ``data_dir`` holds a complete synthetic dataset (its ``demo_info.json``)."""
-    return (Path(data_dir) / DEMO_INFO_JSON).is_file()
+is_demo_dataset = rsna.is_demo_dataset
 
 
 def read_demo_info(data_dir: str | Path) -> dict[str, Any] | None:

@@ -547,6 +547,17 @@ def _color_to_unit(arr: np.ndarray, bits: int) -> np.ndarray:
 # --------------------------------------------------------------------------- full path
 
 
+def _preferred_plugin(ts: UID, ds: Dataset, available: tuple[str, ...] | list[str]) -> str:
+    """The pydicom decoding plugin to try first ("" = pydicom's own order).
+
+    Grayscale JPEG Baseline: Pillow. pydicom tries GDCM first, which gives the same pixels
+    (identical on the demo data) about 4x slower (8 ms against 2 ms for a 1024x1024 image).
+    """
+    if ts == JPEGBaseline8Bit and "pillow" in available and _value(ds, "SamplesPerPixel") in (None, 1):
+        return "pillow"
+    return ""
+
+
 def _decode_first_frame(
     ds: Dataset, path: Path, truncated: bool = False
 ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -573,7 +584,14 @@ def _decode_first_frame(
             path, f"no decoder installed for {ts.name}: pip install {decoder_hint(ts)}"
         )
     try:
-        arr, props = decoder.as_array(ds, index=0, **as_pixel_options(ds))
+        options = as_pixel_options(ds)
+        plugin = _preferred_plugin(ts, ds, decoder.available_plugins)
+        try:
+            arr, props = decoder.as_array(ds, index=0, decoding_plugin=plugin, **options)
+        except Exception:
+            if not plugin:
+                raise
+            arr, props = decoder.as_array(ds, index=0, **options)  # every plugin, pydicom's order
     except Exception as exc:
         bits = _int_or_none(ds.get("BitsStored")) or 8
         if ts == JPEGExtended12Bit and bits > 8 and "pylibjpeg" not in decoder.available_plugins:

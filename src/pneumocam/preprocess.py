@@ -272,9 +272,9 @@ def resolve_data_dir(data_dir: str | Path | None = None, n_demo: int | None = No
         return path.resolve()
     if rsna.is_rsna_layout(paths.rsna_dir()):
         return paths.rsna_dir().resolve()
-    demo = _demo()
     target = paths.demo_dir()
-    if not demo.is_demo_dataset(target):
+    if not rsna.is_demo_dataset(target):
+        demo = _demo()
         n = int(n_demo or demo.DEMO_DEFAULT_N)
         print(f"No real data in {paths.rsna_dir()}: generating the SYNTHETIC DEMO dataset "
               f"({n} images) into {target} (first use).", flush=True)
@@ -292,7 +292,7 @@ def _file_sha256(path: Path) -> str:
 
 def describe_source(data_dir: Path, layout: rsna.RsnaLayout) -> dict[str, Any]:
     """``{"kind", "path", "labels_sha256"}`` of a data folder (kind refined after decoding)."""
-    kind = "demo" if _demo().is_demo_dataset(data_dir) else "rsna"
+    kind = "demo" if rsna.is_demo_dataset(data_dir) else "rsna"
     return {"kind": kind, "path": str(data_dir), "labels_sha256": _file_sha256(layout.labels_csv)}
 
 

@@ -37,6 +37,8 @@ DICOM_SUFFIX = ".dcm"
 LABEL_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
 BOX_COLUMNS = ("x", "y", "width", "height")
 CLASS_COLUMNS = ("patientId", "class")
+#: Written last by the demo generator: a folder with it holds complete synthetic data.
+DEMO_INFO_JSON = "demo_info.json"
 RSNA_IMAGE_SIZE = 1024  # side of every real stage 2 image; the box coordinates refer to it
 
 EXPECTED_LAYOUT = f"""\
@@ -79,6 +81,15 @@ class RsnaLayout:
     def train_dicoms(self) -> dict[str, Path]:
         """``{patientId: path}`` for every ``*.dcm`` in the training images folder (sorted)."""
         return list_dicoms(self.train_images)
+
+
+def is_demo_dataset(data_dir: str | Path) -> bool:
+    """True when ``data_dir`` holds a complete synthetic dataset (its ``demo_info.json``).
+
+    Here rather than in :mod:`pneumocam.demo` so that telling demo from real data does not
+    import the generator.
+    """
+    return (Path(data_dir) / DEMO_INFO_JSON).is_file()
 
 
 def is_rsna_layout(data_dir: str | Path) -> bool:
