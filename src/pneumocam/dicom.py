@@ -776,22 +776,34 @@ _VALUE_TRANSFORM_TAGS = tuple(
 )
 
 
+def _rsna_like_pixels(
+    meta: DicomMeta, samples_per_pixel: int | None, bits_allocated: int | None,
+    pixel_representation: int | None,
+) -> bool:
+    """One 8-bit unsigned MONOCHROME2 JPEG Baseline frame of known size (what RSNA ships)."""
+    return bool(
+        meta.transfer_syntax == JPEGBaseline8Bit
+        and (meta.photometric or "").upper() == "MONOCHROME2"
+        and meta.bits_stored == 8
+        and meta.n_frames == 1
+        and meta.rows
+        and meta.columns
+        and samples_per_pixel in (None, 1)
+        and bits_allocated == 8
+        and pixel_representation in (None, 0)
+    )
+
+
 def _fast_path_ok(ds: Dataset, meta: DicomMeta) -> bool:
-    """RSNA-like: one 8-bit MONOCHROME2 JPEG Baseline frame whose LUT chain is the identity.
+    """RSNA-like pixels (:func:`_rsna_like_pixels`) whose LUT chain is the identity.
 
     ``meta`` is ``_meta_from_dataset(ds)``: its fields are not looked up twice.
     """
-    if (
-        meta.transfer_syntax != JPEGBaseline8Bit
-        or (meta.photometric or "").upper() != "MONOCHROME2"
-        or meta.bits_stored != 8
-        or meta.n_frames != 1
-        or not meta.rows
-        or not meta.columns
-        or _TAG["PixelData"] not in ds
-        or _int_or_none(_value(ds, "SamplesPerPixel")) not in (None, 1)
-        or _int_or_none(_value(ds, "BitsAllocated")) != 8
-        or _int_or_none(_value(ds, "PixelRepresentation")) not in (None, 0)
+    if _TAG["PixelData"] not in ds or not _rsna_like_pixels(
+        meta,
+        _int_or_none(_value(ds, "SamplesPerPixel")),
+        _int_or_none(_value(ds, "BitsAllocated")),
+        _int_or_none(_value(ds, "PixelRepresentation")),
     ):
         return False
     # Any modality/VOI/presentation transform that changes values rules the fast path out.
@@ -899,7 +911,9 @@ _SCAN_TAGS = frozenset(
 )
 # The VR each of those has in the DICOM dictionary: an element written with another one
 # (a corrupt or non-conformant file) is for pydicom to interpret.
-_SCAN_VRS = {tag: dictionary_VR(tag).encode() for tag in _SCAN_TAGS if tag != SYNTHETIC_PRIVATE_CREATOR_TAG}
+_SCAN_VRS = {
+    tag: dictionary_VR(tag).encode() for tag in _SCAN_TAGS if tag != SYNTHETIC_PRIVATE_CREATOR_TAG
+}
 # Character sets whose text this module decodes like pydicom; others go to pydicom.
 _SCAN_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1",
                   "ISO_IR 192": "utf-8"}
@@ -971,17 +985,13 @@ def _scanned_meta(header: dicom_scan.ScannedHeader) -> DicomMeta | None:
 def _scanned_fast_ok(header: dicom_scan.ScannedHeader, meta: DicomMeta) -> bool:
     """:func:`_fast_path_ok` for a scanned header (a value transform rules it out here)."""
     try:
-        return bool(
-            meta.transfer_syntax == JPEGBaseline8Bit
-            and (meta.photometric or "").upper() == "MONOCHROME2"
-            and meta.bits_stored == 8
-            and meta.n_frames == 1
-            and meta.rows
-            and meta.columns
-            and _scanned_us(header, _TAG["SamplesPerPixel"]) in (None, 1)
-            and _scanned_us(header, _TAG["BitsAllocated"]) == 8
-            and _scanned_us(header, _TAG["PixelRepresentation"]) in (None, 0)
-            and not any(tag in header.elements for tag in _VALUE_TRANSFORM_TAGS)
+        return not any(tag in header.elements for tag in _VALUE_TRANSFORM_TAGS) and (
+            _rsna_like_pixels(
+                meta,
+                _scanned_us(header, _TAG["SamplesPerPixel"]),
+                _scanned_us(header, _TAG["BitsAllocated"]),
+                _scanned_us(header, _TAG["PixelRepresentation"]),
+            )
         )
     except _NeedsPydicom:
         return False
