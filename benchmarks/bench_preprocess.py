@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="project decoding processes (default: all cores)")
     p.add_argument("--size", type=int, default=224, help="output side in pixels")
     p.add_argument("--tmp", type=Path, default=None, help="work folder (default: a temporary one)")
-    p.add_argument("--repeat", type=int, default=2,
+    p.add_argument("--repeat", type=int, default=3,
                    help="runs per measurement; the fastest is kept (the CPU may be shared)")
     p.add_argument("--skip-baseline", action="store_true", help="measure the project only")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)

@@ -133,6 +133,9 @@ def bench_seed_style(images: np.ndarray, labels: np.ndarray, device: torch.devic
         dataset = DatasetFolder(tmp, loader=_load_f16, extensions=(".npy",), transform=tf)
         loader = torch.utils.data.DataLoader(dataset, batch_size=SEED_BATCH, shuffle=True,
                                              num_workers=workers, drop_last=True)
+        if len(loader) == 0:  # drop_last: no batch at all, and the loop below would never end
+            raise SystemExit(f"--n-images {len(images)} makes no full batch of {SEED_BATCH} for "
+                             f"the seed-style loop: use at least {SEED_BATCH} or --skip-baseline")
         torch.manual_seed(0)
         model = build_model().to(device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)

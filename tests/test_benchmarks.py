@@ -1,0 +1,48 @@
+"""The benchmark scripts run end to end at toy sizes and print their ratios.
+
+These check that the scripts work, not how fast anything is (speed is for the benchmarks).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script: str, *args: str, timeout: int = 300) -> str:
+    out = subprocess.run([sys.executable, str(BENCH / script), *args], capture_output=True,
+                         text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_bench_preprocess_prints_ratio_floor_and_memory(tmp_path: Path) -> None:
+    text = run("bench_preprocess.py", "--n", "16", "--repeat", "1", "--workers", "2",
+               "--tmp", str(tmp_path))
+    for line in ("project / baseline:", "per core (1 worker vs baseline):", "floor x 2 workers:",
+                 "ceiling for that ratio", "project peak memory:"):
+        assert line in text, text
+    assert list(tmp_path.iterdir()) == []  # its work folder is removed
+
+
+def test_bench_train_prints_ratio_on_cpu() -> None:
+    text = run("bench_train.py", "--device", "cpu", "--n-images", "64", "--size", "32",
+               "--steps", "2", "--warmup", "1", "--batch-size", "8", "--baseline-steps", "1")
+    assert "ratio project / seed-style:" in text, text
+
+
+def test_bench_train_refuses_too_few_images_for_the_seed_loop() -> None:
+    out = subprocess.run([sys.executable, str(BENCH / "bench_train.py"), "--device", "cpu",
+                          "--n-images", "16", "--size", "32", "--steps", "1", "--batch-size", "4"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "no full batch of 64" in out.stderr
+
+
+def test_bench_cam_prints_ratio_and_correlation_on_cpu() -> None:
+    text = run("bench_cam.py", "--device", "cpu", "--n-images", "8", "--size", "64",
+               "--batch-size", "4", "--repeats", "1", "--n-corr", "4")
+    row = next(line for line in text.splitlines() if line.startswith("compute_cams"))
+    assert "x" in row and "nan" not in row, text
