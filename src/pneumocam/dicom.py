@@ -915,7 +915,7 @@ _SCAN_VRS = {
     tag: dictionary_VR(tag).encode() for tag in _SCAN_TAGS if tag != SYNTHETIC_PRIVATE_CREATOR_TAG
 }
 # Character sets whose text this module decodes like pydicom; others go to pydicom.
-_SCAN_CHARSETS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1",
+_SCAN_CHARSETS = {"": "ascii", "ISO_IR 6": "ascii", "ISO_IR 100": "latin-1",
                   "ISO_IR 192": "utf-8"}
 # VRs whose text is in the Specific Character Set; the rest are plain ASCII (PS3.5 6.1.2.3).
 _CHARSET_VRS = frozenset({b"LO", b"LT", b"PN", b"SH", b"ST", b"UC", b"UT"})
@@ -961,7 +961,10 @@ def _scanned_meta(header: dicom_scan.ScannedHeader) -> DicomMeta | None:
         def text(keyword: str) -> str | None:
             return _str_or_none(_scanned_text(header, _TAG[keyword], encoding))
 
-        n_frames = _int_or_none(text("NumberOfFrames"))
+        frames = text("NumberOfFrames")
+        if frames is not None and not frames.isdigit():
+            raise _NeedsPydicom("NumberOfFrames is not a plain integer")
+        n_frames = _int_or_none(frames)
         creator = _scanned_text(header, SYNTHETIC_PRIVATE_CREATOR_TAG, encoding)
         return DicomMeta(
             patient_id=text("PatientID"),
