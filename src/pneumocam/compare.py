@@ -60,16 +60,9 @@ class RunData:
     history: pd.DataFrame | None
 
 
-def run_files(run: str) -> dict[str, Path]:
-    """The files a run needs for comparison: ``eval``, ``predictions`` and (optional) ``history``."""
-    m = paths.metrics_dir()
-    return {"eval": m / f"{run}_eval.json", "predictions": m / f"{run}_predictions_test.csv",
-            "history": m / f"{run}.csv"}
-
-
 def _missing(run: str) -> list[Path]:
-    f = run_files(run)
-    return [f[k] for k in ("eval", "predictions") if not f[k].is_file()]
+    f = paths.run_files(run)
+    return [f[k] for k in ("eval", "pred_test") if not f[k].is_file()]
 
 
 def _hint(run: str) -> str:
@@ -110,7 +103,7 @@ def resolve_runs(runs: list[str] | None) -> list[str]:
 
 def load_run(run: str) -> RunData:
     """Read one run's eval JSON, test predictions and (optional) history."""
-    f = run_files(run)
+    f = paths.run_files(run)
     missing = _missing(run)
     if missing:
         raise RunOutputsError(f"run '{run}': {missing[0]} not found; {_hint(run)}.")
@@ -118,15 +111,15 @@ def load_run(run: str) -> RunData:
         ev = json.loads(f["eval"].read_text())
     except json.JSONDecodeError as exc:
         raise RunOutputsError(f"{f['eval']}: not valid JSON ({exc}); {_hint(run)}.") from exc
-    test = pd.read_csv(f["predictions"], dtype={"patientId": str, "view_position": str,
+    test = pd.read_csv(f["pred_test"], dtype={"patientId": str, "view_position": str,
                                                 "class": str}, keep_default_na=False)
     for col in ("patientId", "label", "prob"):
         if col not in test.columns:
-            raise RunOutputsError(f"{f['predictions']}: no '{col}' column; {_hint(run)}.")
+            raise RunOutputsError(f"{f['pred_test']}: no '{col}' column; {_hint(run)}.")
     if test["patientId"].duplicated().any():
         dup = test.loc[test["patientId"].duplicated(), "patientId"].iloc[0]
-        raise RunOutputsError(f"{f['predictions']}: patientId {dup!r} appears twice; {_hint(run)}.")
-    history = read_history(f["history"]) if f["history"].is_file() else None
+        raise RunOutputsError(f"{f['pred_test']}: patientId {dup!r} appears twice; {_hint(run)}.")
+    history = read_history(f["csv"]) if f["csv"].is_file() else None
     return RunData(run, ev, test, history)
 
 
@@ -138,7 +131,7 @@ def check_same_source(data: list[RunData]) -> dict[str, Any]:
         detail = ", ".join(f"{r}: {k}" for r, k in kinds.items())
         raise DataSourceError(
             f"refusing to compare runs from different data sources ({detail}); files "
-            + ", ".join(str(run_files(d.name)["eval"]) for d in data)
+            + ", ".join(str(paths.run_files(d.name)["eval"]) for d in data)
             + ". Re-train the runs on the same data/Processed so all share one source."
         )
     return dict(data[0].eval["data_source"])
@@ -157,9 +150,9 @@ def align(data: list[RunData]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict
     view = (ref_df["view_position"].astype(str).to_numpy(dtype=str) if "view_position" in ref_df
             else np.full(ids.size, "", dtype=str))
     probs = {ref.name: ref_df["prob"].to_numpy(dtype=np.float64)}
-    ref_file = run_files(ref.name)["predictions"]
+    ref_file = paths.run_files(ref.name)["pred_test"]
     for d in data[1:]:
-        f = run_files(d.name)["predictions"]
+        f = paths.run_files(d.name)["pred_test"]
         other = set(d.test["patientId"])
         only_ref, only_other = sorted(set(ids) - other), sorted(other - set(ids))
         if only_ref or only_other:
@@ -225,7 +218,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
     ids, y, view, probs = align(data)
     if not M.has_two_classes(y):
         raise RunOutputsError(
-            f"{run_files(names[0])['predictions']}: the test set holds one class; AUCs are "
+            f"{paths.run_files(names[0])['pred_test']}: the test set holds one class; AUCs are "
             "undefined. Use a larger test split."
         )
     idx = M.bootstrap_indices(y.size, n_boot, seed)
@@ -243,7 +236,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
         point = {"roc_auc": M.safe_roc_auc(y, p), "average_precision": M.safe_average_precision(y, p)}
         thr = d.eval.get("operating_threshold")
         if thr is None:
-            raise RunOutputsError(f"{run_files(d.name)['eval']}: no operating_threshold; "
+            raise RunOutputsError(f"{paths.run_files(d.name)['eval']}: no operating_threshold; "
                                   f"{_hint(d.name)}.")
         row: dict[str, Any] = {"run": d.name, "n_test": int(y.size), "prevalence": float(y.mean())}
         row.update(_ci_cols("roc_auc", M.summarize(point["roc_auc"], s["roc_auc"])))

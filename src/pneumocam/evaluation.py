@@ -349,5 +349,5 @@ def evaluate_run(
     result["figures"] = make_figures(run, result, test_pred, history, paths.run_images_dir(run))
     result["provenance"] = provenance()
     result = nan_to_none(result)
-    write_json_atomic(paths.metrics_dir() / f"{run}_eval.json", result)
+    write_json_atomic(paths.run_files(run)["eval"], result)
     return result

@@ -827,8 +827,8 @@ def interpret_runs(runs: Sequence[str], **settings: Any) -> dict[str, dict[str, 
     Returns:
         ``{run: interpret(...) result}`` in the order given.
     """
-    return {run: interpret(InterpretConfig(weights=paths.run_weights_dir(run) / "best.pth",
-                                           **settings)) for run in runs}
+    return {run: interpret(InterpretConfig(weights=paths.run_files(run)["best"], **settings))
+            for run in runs}
 
 
 def sanity_table(reports: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:

@@ -71,6 +71,27 @@ def run_weights_dir(run: str) -> Path:
     return weights_dir() / run
 
 
+def run_files(run: str) -> dict[str, Path]:
+    """Every file a training run writes, by role (what training, comparison and evaluation read).
+
+    ``weights_dir``, ``best``, ``last``, ``config`` under ``weights/<run>/``; ``csv`` (the
+    per-epoch history), ``pred_val``, ``pred_test`` (per-image probabilities) and ``eval``
+    (the test-set evaluation) under ``metrics/``.
+    """
+    wdir = run_weights_dir(run)
+    mdir = metrics_dir()
+    return {
+        "weights_dir": wdir,
+        "best": wdir / "best.pth",
+        "last": wdir / "last.pth",
+        "config": wdir / "config.json",
+        "csv": mdir / f"{run}.csv",
+        "pred_val": mdir / f"{run}_predictions_val.csv",
+        "pred_test": mdir / f"{run}_predictions_test.csv",
+        "eval": mdir / f"{run}_eval.json",
+    }
+
+
 def run_images_dir(run: str) -> Path:
     """``images/<run>/``: training curves, ROC/PR, confusion matrix, reliability diagram."""
     return images_dir() / run

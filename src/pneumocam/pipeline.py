@@ -75,8 +75,8 @@ def _run(stage: str, args: list[str]) -> None:
 
 def _training_args(config: PipelineConfig, run: str, processed: Path) -> list[str] | None:
     """Arguments for one training run, or None when the run is already finished."""
-    if (paths.metrics_dir() / f"{run}_eval.json").is_file() and \
-            (paths.run_weights_dir(run) / "best.pth").is_file():
+    files = paths.run_files(run)
+    if files["eval"].is_file() and files["best"].is_file():
         print(f"=== train {run}: finished earlier (metrics/{run}_eval.json); skipped", flush=True)
         return None
     script = "train_original.py" if run == "original" else "train_balanced.py"
@@ -84,7 +84,7 @@ def _training_args(config: PipelineConfig, run: str, processed: Path) -> list[st
             "--device", config.device, "--seed", str(config.seed), "--n-boot", str(config.n_boot)]
     if config.epochs is not None:
         args += ["--epochs", str(config.epochs)]
-    if (paths.run_weights_dir(run) / "last.pth").is_file():
+    if files["last"].is_file():
         args.append("--resume")
     return args + list(config.extra_train_args)
 

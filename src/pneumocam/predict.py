@@ -121,7 +121,7 @@ def operating_threshold(run: str) -> tuple[float, str]:
     Falls back to 0.5 (with a warning on stderr) when the file or its ``operating_threshold``
     is missing or not a number in [0, 1].
     """
-    path = paths.metrics_dir() / f"{run}_eval.json"
+    path = paths.run_files(run)["eval"]
     try:
         value = _number(json.loads(path.read_text()).get("operating_threshold"))
     except (OSError, json.JSONDecodeError, AttributeError):

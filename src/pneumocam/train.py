@@ -520,22 +520,6 @@ def validation_row(labels: np.ndarray, logits: np.ndarray, loss_fn: nn.Module
 
 # --------------------------------------------------------------------------- files
 
-def run_files(run: str) -> dict[str, Path]:
-    """Every file a run writes, by role."""
-    wdir = paths.run_weights_dir(run)
-    mdir = paths.metrics_dir()
-    return {
-        "weights_dir": wdir,
-        "best": wdir / "best.pth",
-        "last": wdir / "last.pth",
-        "config": wdir / "config.json",
-        "csv": mdir / f"{run}.csv",
-        "pred_val": mdir / f"{run}_predictions_val.csv",
-        "pred_test": mdir / f"{run}_predictions_test.csv",
-        "eval": mdir / f"{run}_eval.json",
-    }
-
-
 def _existing_run_files(files: dict[str, Path]) -> list[Path]:
     """Outputs of an earlier run under this name. A lone config.json (a run that died before
     its first checkpoint) holds nothing to lose and does not count."""
@@ -694,7 +678,7 @@ def _train(config: TrainConfig, info: DistInfo,
     manifest = read_manifest(processed)
     check_two_classes(manifest, processed)
 
-    files = run_files(config.run_name)
+    files = paths.run_files(config.run_name)
     if config.resume and config.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one.")
     existing = _existing_run_files(files)
