@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pneumocam import checkpoint, paths, processed, provenance
+from pneumocam.atomic import atomic_write, default_file_mode
 from pneumocam.errors import CheckpointError, ProcessedDataError
 from pneumocam.model import build_model, load_state_dict_checked
 
@@ -68,6 +69,21 @@ def test_checkpoint_round_trip_and_last_format(tmp_path):
         state = checkpoint.load_model_state(path)
         assert set(state) == set(model.state_dict())
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_atomic_write_replaces_whole_files_with_plain_permissions(tmp_path):
+    target = tmp_path / "sub" / "table.csv"
+    with atomic_write(target, newline="") as fh:
+        fh.write("a,b\r\n1,2\r\n")
+    assert target.read_bytes() == b"a,b\r\n1,2\r\n"
+    assert target.stat().st_mode & 0o777 == default_file_mode()  # not mkstemp's 0600
+    with pytest.raises(RuntimeError), atomic_write(target, "wb", fsync=True) as fh:
+        fh.write(b"half")
+        raise RuntimeError("writer died")
+    assert target.read_bytes() == b"a,b\r\n1,2\r\n"  # the old file, untouched
+    assert [p.name for p in target.parent.iterdir()] == ["table.csv"]  # no temporary left
+    provenance.write_json_atomic(tmp_path / "x.json", {"a": 1})
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == default_file_mode()
 
 
 class _RunsCode:

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from pneumocam import dicom, paths, rsna
+from pneumocam.atomic import default_file_mode
 from pneumocam.demo import make_demo_dataset
 from pneumocam.errors import ConfigError, DataSourceError, LabelsError
 from pneumocam.preprocess import (
@@ -129,6 +130,8 @@ def test_outputs_follow_the_processed_contract(processed: Path, demo_data: Path)
     assert stats["last_run"]["fast_path_written"] == N_DEMO  # demo DICOMs are RSNA-like JPEGs
     skipped = read_csv(processed / "skipped.csv")
     assert list(skipped.columns) == ["file", "reason"] and skipped.empty
+    for name in ("manifest.csv", "skipped.csv", "stats.json", CONFIG_NAME):  # readable by all
+        assert (processed / name).stat().st_mode & 0o777 == default_file_mode()
     assert json.loads((processed / CONFIG_NAME).read_text())["source"]["kind"] == "demo"
     # the reader side of the contract accepts it
     train = load_split(processed, "train")

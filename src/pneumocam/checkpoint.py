@@ -6,31 +6,21 @@ could run code) is refused with :class:`CheckpointError`, never executed.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import atomic_write
 from .errors import CheckpointError
-from .provenance import default_file_mode
 
 
 def save_checkpoint(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the same folder, then an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as fh:
+        torch.save(obj, fh)
     return path
 
 

@@ -46,6 +46,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import rsna
+from .atomic import atomic_write
 from .dicom import SYNTHETIC_STUDY_DESCRIPTION as STUDY_DESCRIPTION  # what the reader recognises
 from .errors import ConfigError, DataSourceError
 from .provenance import provenance, to_jsonable, write_json_atomic
@@ -1001,9 +1002,8 @@ class _Record:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
 
 
 def _make_image(images_dir: Path, seed: int, index: int, config: DemoConfig) -> _Record:

@@ -52,7 +52,6 @@ import multiprocessing
 import os
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -69,6 +68,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import dicom, paths, rsna
+from .atomic import atomic_write
 from .errors import ConfigError, DataSourceError, DicomReadError, ProcessedDataError
 from .processed import (
     MANIFEST_COLUMNS,
@@ -416,14 +416,8 @@ def _write_csv_atomic(path: Path, columns: Sequence[str], rows: Iterable[Sequenc
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     writer.writerows(rows)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, newline="") as fh:
+        fh.write(buf.getvalue())
 
 
 # ----------------------------------------------------------------------------- per image

@@ -9,12 +9,12 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from . import paths
+from .atomic import atomic_write
 
 _DISTRIBUTIONS = (
     "pneumocam", "torch", "torchvision", "numpy", "pandas", "scikit-learn", "pydicom",
@@ -80,25 +80,10 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def default_file_mode() -> int:
-    """0666 minus the process umask: what a plain ``open(path, "w")`` would have produced."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON via a temporary file and an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(to_jsonable(obj), fh, indent=2, allow_nan=True)
-            fh.write("\n")
-        os.chmod(tmp, default_file_mode())  # mkstemp makes 0600; results are for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        json.dump(to_jsonable(obj), fh, indent=2, allow_nan=True)
+        fh.write("\n")
     return path

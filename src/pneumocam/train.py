@@ -47,6 +47,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import paths
+from .atomic import atomic_write
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import (
     SAMPLERS,
@@ -544,16 +545,11 @@ def append_csv_row(path: Path, row: dict[str, Any]) -> None:
 def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite the metrics CSV from the checkpoint's history (drops rows of epochs the
     checkpoint never reached), atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tmp.open("w", newline="") as fh:
+    with atomic_write(path, newline="", fsync=True) as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for row in history:
             writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _csv_value(v: Any) -> Any:
