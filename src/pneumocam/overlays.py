@@ -21,6 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from . import plots
 from .localization import boxes_to_mask
 
 DEMO_NOTE = "synthetic demo data: these maps say nothing about pneumonia"
@@ -33,9 +34,8 @@ Box = Sequence[float]
 
 
 def add_demo_note(fig: Figure, text: str = DEMO_NOTE) -> None:
-    """Stamp ``text`` in red along the bottom edge of ``fig``."""
-    fig.text(0.5, 0.005, text, ha="center", va="bottom", color="red", fontsize=9,
-             fontweight="bold")
+    """:func:`pneumocam.plots.add_demo_note` with the CAM figures' wording."""
+    plots.add_demo_note(fig, text)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:

@@ -32,18 +32,23 @@ def new_figure(figsize: tuple[float, float], demo: bool) -> Figure:
     return fig
 
 
-def add_demo_note(fig: Figure) -> None:
-    """Stamp the visible 'synthetic demo data' note in a strip reserved at the figure's bottom."""
+def add_demo_note(fig: Figure, text: str = DEMO_NOTE) -> None:
+    """Stamp the visible 'synthetic demo data' note (``text``) along the figure's bottom edge.
+
+    The one stamp of every figure made from demo data: training curves here, CAM overlays in
+    :mod:`pneumocam.overlays` and :mod:`pneumocam.predict` (with their own wording). A layout
+    engine that takes a rectangle keeps the axes clear of it.
+    """
     engine = fig.get_layout_engine()
     if engine is not None and hasattr(engine, "set"):
-        engine.set(rect=(0, 0.05, 1, 0.95))  # keep axes clear of the note
-    fig.text(0.995, 0.008, DEMO_NOTE, ha="right", va="bottom", fontsize=9, color="crimson",
+        engine.set(rect=(0, 0.05, 1, 0.95))
+    fig.text(0.995, 0.008, text, ha="right", va="bottom", fontsize=9, color="crimson",
              fontweight="bold", alpha=0.9)
 
 
-def has_demo_note(fig: Figure) -> bool:
-    """Whether ``fig`` carries :data:`DEMO_NOTE` (used by tests and checks)."""
-    return any(t.get_text() == DEMO_NOTE for t in fig.texts)
+def has_demo_note(fig: Figure, text: str = DEMO_NOTE) -> bool:
+    """Whether ``fig`` carries the note ``text`` (used by tests and checks)."""
+    return any(t.get_text() == text for t in fig.texts)
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
