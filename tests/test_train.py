@@ -25,8 +25,8 @@ from pneumocam.errors import CheckpointError, ConfigError, ProcessedDataError
 from pneumocam.metrics import safe_roc_auc
 from pneumocam.model import build_model
 from pneumocam.processed import load_split, read_stats
+from pneumocam.run_state import CSV_COLUMNS
 from pneumocam.train import (
-    CSV_COLUMNS,
     PREDICTION_COLUMNS,
     TIMING_COLUMNS,
     TrainConfig,

@@ -21,14 +21,14 @@ epoch function. Reproducibility: every random draw of epoch ``e`` comes from gen
 by ``(seed, e)``, so a run resumed from ``last.pth`` ends exactly where an uninterrupted one
 would on CPU. Under ``torchrun`` the model is wrapped in DistributedDataParallel, the balanced
 draw is split between ranks, validation predictions are gathered before metrics are computed,
-and only rank 0 writes files.
+and only rank 0 writes files. What a run keeps to be resumed, and the checks on resuming, are
+in :mod:`pneumocam.run_state`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import dataclasses
 import math
 import os
@@ -47,8 +47,7 @@ import torch.distributed as dist
 from torch import nn
 
 from . import paths
-from .atomic import atomic_write
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .data import (
     SAMPLERS,
     AugmentConfig,
@@ -73,15 +72,20 @@ from .metrics import safe_average_precision, safe_roc_auc, threshold_metrics
 from .model import CAM_LAYER, build_model, load_state_dict_checked
 from .processed import SPLITS, load_split, read_manifest, read_stats
 from .provenance import provenance, to_jsonable, write_json_atomic
-
-CSV_COLUMNS = (
-    "epoch", "train_loss", "val_loss", "val_auc", "val_ap", "val_accuracy", "val_sensitivity",
-    "val_specificity", "val_precision", "val_f1", "lr", "epoch_seconds", "images_per_second",
+from .run_state import (
+    CHECKPOINT_FORMAT,
+    append_csv_row,
+    check_resume_settings,
+    existing_run_files,
+    load_resume_checkpoint,
+    rng_state,
+    set_rng_state,
+    write_history_csv,
 )
+
 TIMING_COLUMNS = ("epoch_seconds", "images_per_second")
 PREDICTION_COLUMNS = ("patientId", "label", "prob", "view_position", "class")
 SCHEDULES = ("cosine", "onecycle", "constant")
-CHECKPOINT_FORMAT = "pneumocam-train-v1"
 
 # Defaults; None in TrainConfig means "this default" (or, with --resume, the checkpoint's value).
 FULL_EPOCHS = 20           # real RSNA data
@@ -92,10 +96,6 @@ CPU_BATCH = 32
 GPU_BATCH = 256
 WARMUP_FRACTION = 0.05     # of all steps, linear warm-up before the cosine decay
 
-# Settings that decide the trajectory: a resumed run must use the same ones.
-_RESUME_KEYS = ("sampler", "epochs", "batch_size", "lr", "weight_decay", "schedule", "seed",
-                "limit", "pos_weight", "world_size", "image_size", "n_train", "data_mean",
-                "data_std", "data_kind", "pretrained")
 
 
 @dataclass
@@ -226,35 +226,6 @@ def _set_cpu_threads(info: DistInfo) -> None:
         return
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", str(info.world)))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, numpy, torch and CUDA RNG states as tensors and plain types
-    (loadable with ``weights_only=True``)."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    version, pystate, gauss = random.getstate()
-    state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-        "python": {"version": int(version), "state": list(pystate), "gauss": gauss},
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`rng_state`."""
-    torch.set_rng_state(state["torch"].cpu())
-    np_state = state["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
-    py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
-    if "cuda" in state and torch.cuda.is_available():
-        with contextlib.suppress(RuntimeError, IndexError):
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 # --------------------------------------------------------------------------- settings
@@ -519,70 +490,7 @@ def validation_row(labels: np.ndarray, logits: np.ndarray, loss_fn: nn.Module
     }
 
 
-# --------------------------------------------------------------------------- files
-
-def _existing_run_files(files: dict[str, Path]) -> list[Path]:
-    """Outputs of an earlier run under this name. A lone config.json (a run that died before
-    its first checkpoint) holds nothing to lose and does not count."""
-    roles = ("best", "last", "csv", "pred_val", "pred_test", "eval")
-    found = [files[r] for r in roles if files[r].exists()]
-    return found + [files["config"]] if found and files["config"].exists() else found
-
-
-def append_csv_row(path: Path, row: dict[str, Any]) -> None:
-    """Append one epoch's row (header first if the file is new), flushed and fsynced."""
-    new = not path.exists() or path.stat().st_size == 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    """Rewrite the metrics CSV from the checkpoint's history (drops rows of epochs the
-    checkpoint never reached), atomically."""
-    with atomic_write(path, newline="", fsync=True) as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
-
-
-def _csv_value(v: Any) -> Any:
-    return repr(float(v)) if isinstance(v, float) else v
-
-
 # --------------------------------------------------------------------------- the run
-
-def _load_resume_checkpoint(files: dict[str, Path]) -> dict[str, Any]:
-    if not files["last"].is_file():
-        raise CheckpointError(
-            f"{files['last']}: not found, so there is nothing to resume (the run never finished "
-            "an epoch, or --run-name is wrong). Run without --resume to start it.")
-    ckpt = load_checkpoint(files["last"])
-    required = ("model", "optimizer", "scheduler", "epoch", "best_auc", "best_epoch", "history",
-                "rng", "settings")
-    if (not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT
-            or any(k not in ckpt for k in required)):
-        raise CheckpointError(
-            f"{files['last']}: not a training checkpoint of this project (no "
-            f"format={CHECKPOINT_FORMAT!r}). Start a new run with --overwrite.")
-    return ckpt
-
-
-def _check_resume_settings(saved: dict[str, Any], now: dict[str, Any], path: Path) -> None:
-    diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}"
-             for k in _RESUME_KEYS if saved.get(k) != now.get(k)]
-    if diffs:
-        raise CheckpointError(
-            f"{path} does not match this run's settings/data ({'; '.join(diffs)}). Resume with "
-            "the settings in its config.json and the same data, or start afresh with --overwrite "
-            "(or another --run-name).")
-
 
 def _print(info: DistInfo, *args: Any) -> None:
     if info.is_main:
@@ -677,13 +585,13 @@ def _train(config: TrainConfig, info: DistInfo,
     files = paths.run_files(config.run_name)
     if config.resume and config.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one.")
-    existing = _existing_run_files(files)
+    existing = existing_run_files(files)
     if existing and not (config.resume or config.overwrite):
         raise ConfigError(
             f"run {config.run_name!r} already exists ({', '.join(str(p) for p in existing)}). "
             "Pass --resume to continue it, --overwrite to replace it, or choose another "
             "--run-name.")
-    ckpt = _load_resume_checkpoint(files) if config.resume else None
+    ckpt = load_resume_checkpoint(files) if config.resume else None
     _barrier(info)  # every rank has checked before rank 0 deletes anything
     if config.overwrite and existing and info.is_main:
         for path in existing:
@@ -718,7 +626,7 @@ def _train(config: TrainConfig, info: DistInfo,
                      f"using {batch_size}")
     settings["effective_batch_size"] = batch_size
     if ckpt is not None:
-        _check_resume_settings(ckpt["settings"], settings, files["last"])
+        check_resume_settings(ckpt["settings"], settings, files["last"])
     mean, std = settings["data_mean"], settings["data_std"]
     _print(info, f"[train] run {config.run_name!r}: sampler={config.sampler}, "
                  f"{len(train_split)} train ({n_pos} positive) / {len(val_split)} val images "
