@@ -47,7 +47,7 @@ from __future__ import annotations
 import re
 import stat
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -300,30 +300,34 @@ def _n_frames(ds: Dataset) -> int:
     return n if n and n > 0 else 1
 
 
-def _is_synthetic(ds: Dataset) -> bool:
-    desc = _str_or_none(_value(ds, "StudyDescription")) or ""
-    if desc.upper().startswith("SYNTHETIC DEMO"):
-        return True
-    elem = ds.get(SYNTHETIC_PRIVATE_CREATOR_TAG)
-    return elem is not None and _str_or_none(elem.value) == SYNTHETIC_PRIVATE_CREATOR
+def _meta_from_values(value: Callable[[str], Any], transfer_syntax: str | None,
+                      private_creator: Any) -> DicomMeta:
+    """The header fields from raw values: ``value(keyword)`` (None when absent), as pydicom or
+    :mod:`pneumocam.dicom_scan` read them. The one place both readers' values become fields."""
+    frames = _int_or_none(value("NumberOfFrames"))
+    description = _str_or_none(value("StudyDescription")) or ""
+    return DicomMeta(
+        patient_id=_str_or_none(value("PatientID")),
+        view_position=(_str_or_none(value("ViewPosition")) or "").upper() or None,
+        sex=(_str_or_none(value("PatientSex")) or "").upper() or None,
+        age=parse_age(value("PatientAge")),
+        modality=_str_or_none(value("Modality")),
+        photometric=_str_or_none(value("PhotometricInterpretation")),
+        transfer_syntax=transfer_syntax,
+        rows=_int_or_none(value("Rows")),
+        columns=_int_or_none(value("Columns")),
+        bits_stored=_int_or_none(value("BitsStored")),
+        n_frames=frames if frames and frames > 0 else 1,
+        is_synthetic=description.upper().startswith("SYNTHETIC DEMO")
+        or _str_or_none(private_creator) == SYNTHETIC_PRIVATE_CREATOR,
+    )
 
 
 def _meta_from_dataset(ds: Dataset) -> DicomMeta:
     ts = _transfer_syntax(ds)
-    return DicomMeta(
-        patient_id=_str_or_none(_value(ds, "PatientID")),
-        view_position=(_str_or_none(_value(ds, "ViewPosition")) or "").upper() or None,
-        sex=(_str_or_none(_value(ds, "PatientSex")) or "").upper() or None,
-        age=parse_age(_value(ds, "PatientAge")),
-        modality=_str_or_none(_value(ds, "Modality")),
-        photometric=_str_or_none(_value(ds, "PhotometricInterpretation")),
-        transfer_syntax=str(ts) if ts else None,
-        rows=_int_or_none(_value(ds, "Rows")),
-        columns=_int_or_none(_value(ds, "Columns")),
-        bits_stored=_int_or_none(_value(ds, "BitsStored")),
-        n_frames=_n_frames(ds),
-        is_synthetic=_is_synthetic(ds),
-    )
+    creator = ds.get(SYNTHETIC_PRIVATE_CREATOR_TAG)
+    return _meta_from_values(lambda keyword: _value(ds, keyword), str(ts) if ts else None,
+                             None if creator is None else creator.value)
 
 
 @contextmanager
@@ -958,29 +962,17 @@ def _scanned_meta(header: dicom_scan.ScannedHeader) -> DicomMeta | None:
             return None
         encoding = _SCAN_CHARSETS[charset]
 
-        def text(keyword: str) -> str | None:
-            return _str_or_none(_scanned_text(header, _TAG[keyword], encoding))
+        def value(keyword: str) -> Any:
+            tag = _TAG[keyword]
+            if _SCAN_VRS[tag] == b"US":
+                return _scanned_us(header, tag)
+            return _scanned_text(header, tag, encoding)
 
-        frames = text("NumberOfFrames")
+        frames = _str_or_none(value("NumberOfFrames"))
         if frames is not None and not frames.isdigit():
             raise _NeedsPydicom("NumberOfFrames is not a plain integer")
-        n_frames = _int_or_none(frames)
-        creator = _scanned_text(header, SYNTHETIC_PRIVATE_CREATOR_TAG, encoding)
-        return DicomMeta(
-            patient_id=text("PatientID"),
-            view_position=(text("ViewPosition") or "").upper() or None,
-            sex=(text("PatientSex") or "").upper() or None,
-            age=parse_age(text("PatientAge")),
-            modality=text("Modality"),
-            photometric=text("PhotometricInterpretation"),
-            transfer_syntax=header.transfer_syntax or None,
-            rows=_scanned_us(header, _TAG["Rows"]),
-            columns=_scanned_us(header, _TAG["Columns"]),
-            bits_stored=_scanned_us(header, _TAG["BitsStored"]),
-            n_frames=n_frames if n_frames and n_frames > 0 else 1,
-            is_synthetic=(text("StudyDescription") or "").upper().startswith("SYNTHETIC DEMO")
-            or _str_or_none(creator) == SYNTHETIC_PRIVATE_CREATOR,
-        )
+        return _meta_from_values(value, header.transfer_syntax or None,
+                                 _scanned_text(header, SYNTHETIC_PRIVATE_CREATOR_TAG, encoding))
     except (_NeedsPydicom, UnicodeDecodeError):
         return None
 
