@@ -50,7 +50,7 @@ from .errors import (
 )
 from .metrics import safe_roc_auc, threshold_metrics
 from .predict import LoadedRun, load_run, normalize_images, warn
-from .processed import SPLITS, SplitArrays, load_split, read_manifest, read_stats
+from .processed import SPLITS, SplitArrays, load_arrays, load_split, read_manifest, read_stats
 from .provenance import provenance, write_json_atomic
 
 GRID_CELLS = ("tp", "fp", "fn", "tn")
@@ -337,6 +337,11 @@ def _positives(labels: np.ndarray, boxes: Sequence[Sequence]) -> np.ndarray:
     return (np.asarray(labels) == 1) & np.array([len(b) > 0 for b in boxes], dtype=bool)
 
 
+def _data_folder(data_dir: str | Path | None, run: LoadedRun) -> Path:
+    """The processed folder to read: the one given, else the run's own, else data/Processed."""
+    return Path(data_dir) if data_dir else (run.data_dir or paths.processed_dir())
+
+
 def _validate(config: InterpretConfig) -> None:
     from .cam import METHODS
 
@@ -440,7 +445,7 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
 
     _validate(config)
     run = load_run(config.weights, config.device, config.data_dir)
-    data_dir = Path(config.data_dir) if config.data_dir else (run.data_dir or paths.processed_dir())
+    data_dir = _data_folder(config.data_dir, run)
     stats = read_stats(data_dir)
     source = stats.get("source") if isinstance(stats.get("source"), dict) else run.data_source
     _check_source(run, source, data_dir)
@@ -449,8 +454,10 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
     out = output_paths(run.name)
 
     train = manifest[manifest["split"] == "train"]
-    train_boxes = [b for b, keep in zip(_boxes(train), _positives(train["label"], _boxes(train)),
-                                        strict=True) if keep]
+    all_train_boxes = _boxes(train)
+    train_boxes = [b for b, keep in zip(all_train_boxes,
+                                        _positives(train["label"], all_train_boxes), strict=True)
+                   if keep]
     if not train_boxes:
         raise ProcessedDataError(f"{data_dir}: no positive training image with a box; the "
                                  "localization baselines are built from the training boxes.")
@@ -792,8 +799,7 @@ def compare_maps(weights: Mapping[str, str | Path], data_dir: str | Path | None 
     merged["mean_prob"] = merged[list(runs)].mean(axis=1)
     chosen = merged.sort_values(["mean_prob", "patientId"], ascending=[False, True]).head(max(0, n))
     loaded = {run: load_run(w, device, data_dir) for run, w in runs.items()}
-    folder = Path(data_dir) if data_dir else (next(iter(loaded.values())).data_dir
-                                              or paths.processed_dir())
+    folder = _data_folder(data_dir, next(iter(loaded.values())))
     manifest = read_manifest(folder).set_index("patientId")
     missing = [p for p in chosen["patientId"] if p not in manifest.index]
     if missing:
@@ -801,8 +807,8 @@ def compare_maps(weights: Mapping[str, str | Path], data_dir: str | Path | None 
                               "its manifest; pass the processed folder the runs were interpreted on.")
     rows = manifest.loc[chosen["patientId"].tolist()]
     size = next(iter(loaded.values())).size
-    images = np.stack([np.load(folder / rel, allow_pickle=False) for rel in rows["array_file"]]) \
-        if len(rows) else np.zeros((0, size, size), np.uint8)
+    images = load_arrays(folder, rows["array_file"]) if len(rows) else np.zeros((0, size, size),
+                                                                                 np.uint8)
     boxes = _boxes(rows) if len(rows) else []
     maps, probs = {}, {}
     for run, lr in loaded.items():
@@ -855,13 +861,13 @@ def sanity_cascade(weights: str | Path, data_dir: str | Path | None = None, spli
     from .cam import randomization_sanity_check
 
     run = load_run(weights, device, data_dir)
-    folder = Path(data_dir) if data_dir else (run.data_dir or paths.processed_dir())
+    folder = _data_folder(data_dir, run)
     manifest = read_manifest(folder)
-    rows = manifest[(manifest["split"] == split) & (manifest["label"] == 1)]
-    rows = rows[[len(b) > 0 for b in rows["boxes"]]].head(max(1, int(n_images)))
+    rows = manifest[manifest["split"] == split]
+    rows = rows[_positives(rows["label"], _boxes(rows))].head(max(1, int(n_images)))
     if rows.empty:
         raise ProcessedDataError(f"{folder}: no positive image with a box in the {split!r} split.")
-    images = np.stack([np.load(folder / rel, allow_pickle=False) for rel in rows["array_file"]])
+    images = load_arrays(folder, rows["array_file"])
     result = randomization_sanity_check(run.model, normalize_images(images, run.mean, run.std),
                                         method=method, seed=seed, cascading=True,
                                         batch_size=batch_size)

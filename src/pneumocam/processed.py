@@ -30,6 +30,7 @@ Layout::
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,9 +122,21 @@ def load_split(processed: str | Path, split: str, manifest: pd.DataFrame | None 
         rows = rows.iloc[:limit].reset_index(drop=True)
     if rows.empty:
         raise ProcessedDataError(f"{processed}: the {split!r} split is empty. {_FIX}")
+    return SplitArrays(images=load_arrays(processed, rows["array_file"]),
+                       labels=rows["label"].to_numpy(np.int64), manifest=rows)
+
+
+def load_arrays(processed: str | Path, array_files: Sequence[str]) -> np.ndarray:
+    """The manifest's arrays ``array_files`` (relative paths, at least one) as uint8 ``(N, H, W)``.
+
+    Raises:
+        ProcessedDataError: a listed array that is missing or unreadable, or not uint8 of the
+            first one's shape.
+    """
+    processed = Path(processed)
     first = None
     images = None
-    for i, rel in enumerate(rows["array_file"]):
+    for i, rel in enumerate(array_files):
         path = processed / rel
         try:
             arr = np.load(path, allow_pickle=False)
@@ -131,8 +144,8 @@ def load_split(processed: str | Path, split: str, manifest: pd.DataFrame | None 
             raise ProcessedDataError(f"{path}: listed in the manifest but unreadable ({exc}). {_FIX}") from exc
         if first is None:
             first = arr.shape
-            images = np.empty((len(rows), *first), dtype=np.uint8)
+            images = np.empty((len(array_files), *first), dtype=np.uint8)
         if arr.shape != first or arr.dtype != np.uint8:
             raise ProcessedDataError(f"{path}: shape {arr.shape} dtype {arr.dtype}, expected {first} uint8.")
         images[i] = arr
-    return SplitArrays(images=images, labels=rows["label"].to_numpy(np.int64), manifest=rows)
+    return images
