@@ -27,6 +27,7 @@ whatever the number of worker processes.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -665,16 +666,11 @@ def _render_opacity(rng: np.random.Generator, centre: tuple[float, float], confi
     return x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()), y0 + int(ys.max())
 
 
-_NOISE_TABLE: np.ndarray | None = None
-
-
+@functools.lru_cache(maxsize=1)
 def _noise_table() -> np.ndarray:
     """A fixed float32 (1536, 1536) table of unit-variance uniform noise, made once per process."""
-    global _NOISE_TABLE
-    if _NOISE_TABLE is None:
-        rng = np.random.default_rng(20180827)  # fixed: the table is part of the generator
-        _NOISE_TABLE = ((rng.random((1536, 1536), dtype=np.float32) - 0.5) * math.sqrt(12)).astype(np.float32)
-    return _NOISE_TABLE
+    rng = np.random.default_rng(20180827)  # fixed: the table is part of the generator
+    return ((rng.random((1536, 1536), dtype=np.float32) - 0.5) * math.sqrt(12)).astype(np.float32)
 
 
 def render_radiograph(rng: np.random.Generator, view: str, n_opacities: int = 0,
