@@ -12,19 +12,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pneumocam import paths
+from pneumocam import cli, paths
 from pneumocam.compare import CompareConfig, compare_runs
 from pneumocam.errors import PneumocamError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", default=None,
+    parser.add_argument("--runs", nargs="+", type=cli.run_name, default=None,
                         help="run names; the first listed (or 'original') is the reference "
                              "(default: original, balanced and posweight where their files exist)")
-    parser.add_argument("--n-boot", type=int, default=1000,
+    parser.add_argument("--n-boot", type=cli.positive_int, default=1000,
                         help="paired bootstrap resamples of the test set (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="bootstrap seed (default 0)")
     args = parser.parse_args(argv)
     config = CompareConfig(runs=args.runs, n_boot=args.n_boot, seed=args.seed)
     try:
@@ -44,4 +44,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_main(main)

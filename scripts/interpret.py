@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pneumocam import paths
 from pneumocam.cam import METHODS
+from pneumocam.cli import run_main
 from pneumocam.errors import PneumocamError
 from pneumocam.interpret import InterpretConfig, interpret
 from pneumocam.processed import SPLITS
@@ -72,4 +73,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from pneumocam import paths
+from pneumocam.cli import run_main
 from pneumocam.demo import DEMO_DEFAULT_N, DemoConfig, make_demo_dataset
 from pneumocam.errors import PneumocamError
 
@@ -60,4 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, resume_hint="rerun the same command: finished images are kept")

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from pneumocam import paths
+from pneumocam.cli import run_main
 from pneumocam.errors import PneumocamError
 from pneumocam.preprocess import PreprocessConfig, run_preprocess
 
@@ -67,4 +68,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, resume_hint="rerun the same command: finished arrays are kept")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from pneumocam.cam import METHODS
+from pneumocam.cli import run_main
 from pneumocam.errors import PneumocamError
 from pneumocam.pipeline import PipelineConfig, run_pipeline
 
@@ -44,4 +45,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main, resume_hint="rerun the same command: finished stages are not redone")

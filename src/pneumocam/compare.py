@@ -21,7 +21,8 @@ import pandas as pd
 
 from . import metrics as M
 from . import paths, plots
-from .errors import DataSourceError, RunOutputsError
+from .atomic import write_frame_csv
+from .errors import ConfigError, DataSourceError, RunOutputsError
 from .evaluation import best_epoch, nan_to_none, read_history
 from .provenance import provenance, write_json_atomic
 
@@ -211,6 +212,9 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
         DataSourceError: runs from different data sources (demo vs real).
     """
     config = CompareConfig(runs=list(runs) if runs is not None else None, n_boot=n_boot, seed=seed)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ConfigError(f"--n-boot {n_boot!r}: expected an integer of at least 1 (the "
+                          "bootstrap resamples behind every interval).")
     names = resolve_runs(config.runs)
     data = [load_run(r) for r in names]
     source = check_same_source(data)
@@ -275,9 +279,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
                            "share_diff_le_0": share})
         rows.append(row)
     table = pd.DataFrame(rows)
-    out_csv = paths.metrics_dir() / "comparison.csv"
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_csv, index=False)
+    out_csv = write_frame_csv(paths.metrics_dir() / "comparison.csv", table, index=False)
     fig_path = _figure(table, y, probs, demo)
     write_json_atomic(paths.metrics_dir() / "comparison.json", nan_to_none({
         "config": asdict(config), "runs": names, "reference_run": ref, "data_source": source,

@@ -47,5 +47,14 @@ class ConfigError(PneumocamError):
     """An invalid combination of settings (flags, config.json)."""
 
 
+class OutputFolderError(PneumocamError):
+    """An output folder that cannot be created or written (a file in its place, read-only,
+    no permission), found before any work is done."""
+
+
+class TrainingDivergedError(PneumocamError):
+    """The training loss (or a validation logit) became NaN or infinite."""
+
+
 class RunOutputsError(PneumocamError):
     """Missing or inconsistent outputs of a training run (predictions, eval JSON, history CSV)."""

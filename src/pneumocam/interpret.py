@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 
 from . import overlays, paths, rsna
+from .atomic import atomic_path, atomic_write, write_frame_csv
 from .errors import (
     ConfigError,
     DataSourceError,
@@ -287,8 +288,7 @@ def write_submission(run: LoadedRun, folder: Path, method: str, batch_size: int,
                 pred = [(conf, box) for (conf, _), box in zip(pred, original, strict=True)
                         if box[2] > 0 and box[3] > 0]
             rows.append((pid, prediction_string(pred)))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with out_path.open("w", newline="") as fh:
+    with atomic_write(out_path, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["patientId", "PredictionString"])
         writer.writerows(sorted(rows))
@@ -411,8 +411,7 @@ def _write_localization_csv(path: Path, ids: Sequence[str], pos_idx: np.ndarray,
                             preds: Sequence, boxes: Sequence) -> None:
     from .detection import rsna_image_score
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
+    with atomic_write(path, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(LOCALIZATION_CSV_COLUMNS)
         for j, (i, row) in enumerate(zip(pos_idx, per_image, strict=True)):
@@ -472,7 +471,6 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
     val_loc_maps = val_maps.raw if val_pos.any() else None
     val_loc_boxes = [val_boxes[i] for i in np.flatnonzero(val_pos)] if val_pos.any() else None
 
-    raw_out = None
     if config.split == "val" and not config.save_maps:
         data, boxes, pos, maps = val, val_boxes, val_pos, val_maps
     else:
@@ -482,16 +480,21 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
         boxes = _boxes(data.manifest)
         pos = _positives(data.labels, boxes)
         if config.save_maps:
-            out["maps"].parent.mkdir(parents=True, exist_ok=True)
-            raw_out = np.lib.format.open_memmap(out["maps"], mode="w+", dtype=np.float32,
-                                                shape=(len(data), *data.images.shape[1:]))
-        maps = compute_split_maps(run, data.images, config.method, config.batch_size, pos, raw_out)
+            # Filled through a memory map at a temporary path, renamed when complete: an
+            # interrupted run leaves the previous maps file (or none), never a zeroed one.
+            with atomic_path(out["maps"]) as tmp:
+                raw_out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32,
+                                                    shape=(len(data), *data.images.shape[1:]))
+                maps = compute_split_maps(run, data.images, config.method, config.batch_size,
+                                          pos, raw_out)
+                raw_out.flush()
+                del raw_out
+            write_frame_csv(out["maps_index"], pd.DataFrame(
+                {"patientId": data.manifest["patientId"].astype(str), "label": data.labels,
+                 "probability": maps.probs}), index=False)
+        else:
+            maps = compute_split_maps(run, data.images, config.method, config.batch_size, pos)
     ids = data.manifest["patientId"].astype(str).tolist()
-    if raw_out is not None:
-        raw_out.flush()
-        del raw_out
-        pd.DataFrame({"patientId": ids, "label": data.labels, "probability": maps.probs}).to_csv(
-            out["maps_index"], index=False)
     if data.images.shape[1] != run.size:
         warn(f"{data_dir} holds {data.images.shape[1]} px images but {run.name} was trained on "
              f"{run.size} px.")
@@ -755,8 +758,7 @@ def save_comparison(reports: Mapping[str, Mapping[str, Any]], name: str = "local
     """
     rows = comparison_rows(reports)
     table = paths.metrics_dir() / f"{name}.csv"
-    table.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(table, index=False)
+    write_frame_csv(table, pd.DataFrame(rows), index=False)
     demo = any(_is_demo(r) for r in reports.values())
     first = next(iter(reports.values()), {})
     fig = overlays.localization_bar_chart(
@@ -765,7 +767,8 @@ def save_comparison(reports: Mapping[str, Mapping[str, Any]], name: str = "local
               f"({first.get('method', '?')}), runs vs image-free baselines")
     figure = overlays.save_figure(fig, paths.images_dir() / "cam" / f"{name}.png")
     conclusions = paths.metrics_dir() / f"{name}_conclusions.txt"
-    conclusions.write_text(summarize_comparison(reports) + "\n")
+    with atomic_write(conclusions) as fh:
+        fh.write(summarize_comparison(reports) + "\n")
     return {"table": table, "figure": figure, "conclusions": conclusions}
 
 

@@ -16,9 +16,19 @@ The root is the folder holding ``pyproject.toml`` above this file (an editable i
 from __future__ import annotations
 
 import os
+import re
+import tempfile
 from pathlib import Path
 
+from .errors import ConfigError, OutputFolderError
+
 ROOT_ENV_VAR = "PNEUMOCAM_ROOT"
+
+# A run name becomes one folder name (weights/<run>/) and a file prefix (metrics/<run>.csv):
+# letters, digits, '.', '_' and '-', starting with a letter or digit, at most 64 characters.
+RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+RUN_NAME_RULE = ("one folder name of at most 64 letters, digits, '.', '_' or '-', starting with "
+                 "a letter or digit (e.g. balanced, original-lr3e-4)")
 
 
 def _find_repo_root() -> Path:
@@ -66,9 +76,26 @@ def images_dir() -> Path:
     return repo_root() / "images"
 
 
+def check_run_name(run: str) -> str:
+    """``run`` unchanged when it is a safe run name (:data:`RUN_NAME_RULE`).
+
+    A run name is joined to ``weights/``, ``metrics/`` and ``images/``: an empty name, a path
+    (``../x``, ``/tmp/x``, ``a/b``) or a name with spaces or shell characters would write
+    outside those folders or into their top level.
+
+    Raises:
+        ConfigError: naming the refused value and the rule.
+    """
+    if not isinstance(run, str) or not RUN_NAME_PATTERN.fullmatch(run):
+        raise ConfigError(f"run name {run!r} refused: a run name is {RUN_NAME_RULE}. "
+                          "Pass another --run-name.")
+    return run
+
+
 def run_weights_dir(run: str) -> Path:
-    """``weights/<run>/``: best.pth, last.pth, config.json."""
-    return weights_dir() / run
+    """``weights/<run>/``: best.pth, last.pth, config.json (``run`` checked by
+    :func:`check_run_name`)."""
+    return weights_dir() / check_run_name(run)
 
 
 def run_files(run: str) -> dict[str, Path]:
@@ -78,7 +105,7 @@ def run_files(run: str) -> dict[str, Path]:
     per-epoch history), ``pred_val``, ``pred_test`` (per-image probabilities) and ``eval``
     (the test-set evaluation) under ``metrics/``.
     """
-    wdir = run_weights_dir(run)
+    wdir = run_weights_dir(run)  # checks the run name
     mdir = metrics_dir()
     return {
         "weights_dir": wdir,
@@ -94,9 +121,36 @@ def run_files(run: str) -> dict[str, Path]:
 
 def run_images_dir(run: str) -> Path:
     """``images/<run>/``: training curves, ROC/PR, confusion matrix, reliability diagram."""
-    return images_dir() / run
+    return images_dir() / check_run_name(run)
 
 
 def cam_images_dir(run: str) -> Path:
     """``images/cam/<run>/``: one CAM overlay per chosen image."""
-    return images_dir() / "cam" / run
+    return images_dir() / "cam" / check_run_name(run)
+
+
+def ensure_writable_dir(folder: str | Path, what: str = "output folder") -> Path:
+    """Create ``folder`` if need be and check that a file can be written in it.
+
+    Called before a stage does any work, so a read-only or misplaced output folder is
+    reported up front rather than after minutes of training.
+
+    Raises:
+        OutputFolderError: ``folder`` (or a parent) is a file, or cannot be created or
+            written; the message names the folder and the fix.
+    """
+    folder = Path(folder)
+    fix = f"Make it writable (chmod u+w) or point the {what} elsewhere."
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        where = "" if existing == folder else f" ({existing} is a file)"
+        raise OutputFolderError(f"{folder}: the {what} is a file, not a folder{where}. "
+                                "Remove or rename that file, or choose another folder.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise OutputFolderError(f"{folder}: the {what} is not writable ({exc.strerror or exc}). "
+                                f"{fix}") from exc
+    return folder

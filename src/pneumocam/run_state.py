@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from .checkpoint import load_checkpoint
 from .errors import CheckpointError
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "CSV_COLUMNS", "RESUME_KEYS", "append_csv_row", "check_resume_settings",
+    "CHECKPOINT_FORMAT", "CSV_COLUMNS", "RESUME_KEYS", "check_resume_settings",
     "existing_run_files", "load_resume_checkpoint", "rng_state", "set_rng_state",
     "write_history_csv",
 ]
@@ -78,22 +77,9 @@ def existing_run_files(files: dict[str, Path]) -> list[Path]:
     return found + [files["config"]] if found and files["config"].exists() else found
 
 
-def append_csv_row(path: Path, row: dict[str, Any]) -> None:
-    """Append one epoch's row (header first if the file is new), flushed and fsynced."""
-    new = not path.exists() or path.stat().st_size == 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: _csv_value(row[k]) for k in CSV_COLUMNS})
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
 def write_history_csv(path: Path, history: list[dict[str, Any]]) -> None:
-    """Rewrite the metrics CSV from the checkpoint's history (drops rows of epochs the
-    checkpoint never reached), atomically."""
+    """Rewrite the metrics CSV from ``history`` atomically: after every epoch (so a kill never
+    leaves a partial line) and on resume (dropping rows of epochs the checkpoint never reached)."""
     with atomic_write(path, newline="", fsync=True) as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_COLUMNS)
         writer.writeheader()

@@ -46,7 +46,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import paths
+from . import cli, paths
+from .atomic import write_frame_csv
 from .checkpoint import save_checkpoint
 from .data import (
     SAMPLERS,
@@ -67,14 +68,19 @@ from .distributed import (
     setup_distributed,
 )
 from .distributed import barrier as _barrier
-from .errors import CheckpointError, ConfigError, PneumocamError, ProcessedDataError
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    PneumocamError,
+    ProcessedDataError,
+    TrainingDivergedError,
+)
 from .metrics import safe_average_precision, safe_roc_auc, threshold_metrics
 from .model import CAM_LAYER, build_model, load_state_dict_checked
 from .processed import SPLITS, load_split, read_manifest, read_stats
 from .provenance import provenance, to_jsonable, write_json_atomic
 from .run_state import (
     CHECKPOINT_FORMAT,
-    append_csv_row,
     check_resume_settings,
     existing_run_files,
     load_resume_checkpoint,
@@ -242,9 +248,44 @@ def _parse_pos_weight(value: str | float | None) -> str | float | None:
         number = float(text)
     except ValueError as exc:
         raise ConfigError(f"--pos-weight {value!r}: expected 'auto', 'none' or a number") from exc
-    if not number > 0:
-        raise ConfigError(f"--pos-weight {value!r}: must be positive")
+    if not (number > 0 and math.isfinite(number)):
+        raise ConfigError(f"--pos-weight {value!r}: must be a finite number above 0")
     return number
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Refuse every bad setting before any work starts (data preparation, training).
+
+    ``None`` fields are defaults and pass; the checks on values picked from the data or a
+    resumed checkpoint follow in :func:`resolve_settings`.
+
+    Raises:
+        ConfigError: naming the flag, the value and what it must be.
+    """
+    paths.check_run_name(config.run_name)
+    if config.sampler not in SAMPLERS:
+        raise ConfigError(f"sampler {config.sampler!r}: expected one of {SAMPLERS}")
+    if config.schedule is not None and config.schedule not in SCHEDULES:
+        raise ConfigError(f"--schedule {config.schedule!r}: expected one of {SCHEDULES}")
+    if config.resume and config.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other; pass one.")
+    minimum = {"epochs": 1, "batch_size": 1, "n_boot": 1, "limit": 2, "workers": 0, "seed": 0}
+    for name, low in minimum.items():
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            hint = " (one image of each class)" if name == "limit" else ""
+            raise ConfigError(f"--{name.replace('_', '-')} {value!r}: expected an integer of at "
+                              f"least {low}{hint}.")
+    for name, strictly_positive in (("lr", True), ("weight_decay", False)):
+        value = getattr(config, name)
+        if value is None:
+            continue
+        ok = isinstance(value, (int, float)) and math.isfinite(value) and (
+            value > 0 if strictly_positive else value >= 0)
+        if not ok:
+            raise ConfigError(f"--{name.replace('_', '-')} {value!r}: expected a finite number "
+                              f"{'above' if strictly_positive else 'of at least'} 0.")
+    _parse_pos_weight(config.pos_weight)
 
 
 def resolve_settings(config: TrainConfig, stats: dict[str, Any], device: torch.device,
@@ -390,6 +431,36 @@ def limited_rows(rows: pd.DataFrame, limit: int | None) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- epochs
+
+def _diverged(epoch: int, lr: float, what: str) -> TrainingDivergedError:
+    suggested = min(lr / 10, DEFAULT_LR)
+    return TrainingDivergedError(
+        f"training diverged in epoch {epoch}: {what}. Checkpoints of earlier epochs, if any, "
+        f"are unchanged. Train again with a lower learning rate (e.g. --lr {suggested:.1e}; now "
+        f"{lr:.1e}) and --overwrite.")
+
+
+def check_finite_loss(loss_sum: float, epoch: int, lr: float) -> None:
+    """Stop the run when an epoch's summed training loss is NaN or infinite.
+
+    Raises:
+        TrainingDivergedError: naming the epoch and a lower learning rate to try.
+    """
+    if not math.isfinite(loss_sum):
+        raise _diverged(epoch, lr, f"the training loss is {loss_sum}")
+
+
+def check_finite_logits(logits: torch.Tensor, epoch: int, lr: float) -> None:
+    """Stop the run when a validation logit is NaN or infinite (the weights went bad).
+
+    Raises:
+        TrainingDivergedError: naming the epoch and a lower learning rate to try.
+    """
+    bad = int((~torch.isfinite(logits)).sum())
+    if bad:
+        raise _diverged(epoch, lr, f"{bad} of {logits.numel()} validation logits are NaN or "
+                                   "infinite")
+
 
 def train_one_epoch(ctx: StepContext, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                     generator: torch.Generator, max_steps: int | None = None,
@@ -562,6 +633,7 @@ def train(config: TrainConfig,
         ConfigError: invalid settings, or an existing run without resume/overwrite.
         CheckpointError: a resume checkpoint that is missing, untrusted or does not fit.
     """
+    validate_config(config)
     info = setup_distributed("cuda" if config.device == "cuda" or (
         config.device == "auto" and torch.cuda.is_available()) else "cpu")
     try:
@@ -583,8 +655,11 @@ def _train(config: TrainConfig, info: DistInfo,
     check_two_classes(manifest, processed)
 
     files = paths.run_files(config.run_name)
-    if config.resume and config.overwrite:
-        raise ConfigError("--resume and --overwrite contradict each other; pass one.")
+    if info.is_main:  # before minutes of training, not after
+        for folder, what in ((files["weights_dir"], "weights folder"),
+                             (files["csv"].parent, "metrics folder"),
+                             (paths.run_images_dir(config.run_name), "figures folder")):
+            paths.ensure_writable_dir(folder, what)
     existing = existing_run_files(files)
     if existing and not (config.resume or config.overwrite):
         raise ConfigError(
@@ -702,6 +777,7 @@ def _train(config: TrainConfig, info: DistInfo,
             stats_e = train_one_epoch(ctx, batches.epoch(epoch), aug_gen, progress=bar)
             if bar is not None:
                 bar.close()
+            check_finite_loss(stats_e.loss_sum, epoch, settings["lr"])
             loss_sum, n_seen = stats_e.loss_sum, stats_e.n_images
             if info.world > 1:
                 t = torch.tensor([loss_sum, float(n_seen)], dtype=torch.float64, device=device)
@@ -714,6 +790,7 @@ def _train(config: TrainConfig, info: DistInfo,
                                     channels_last=settings["channels_last"],
                                     amp_dtype=ctx.amp_dtype)
             _, logits = gather_predictions(val_index.to(device), logits, info)
+            check_finite_logits(logits, epoch, settings["lr"])
             row: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / max(n_seen, 1)}
             row.update(validation_row(val_split.labels, logits.cpu().numpy(), eval_loss_fn))
             row["lr"] = stats_e.lr_mean
@@ -726,7 +803,7 @@ def _train(config: TrainConfig, info: DistInfo,
             if info.is_main:
                 # Row first, then checkpoints: a crash in between leaves a row that resume
                 # drops (the CSV is rewritten from last.pth's history).
-                append_csv_row(files["csv"], row)
+                write_history_csv(files["csv"], history)
                 if improved:
                     save_checkpoint(raw_model.state_dict(), files["best"])
                 save_checkpoint({
@@ -803,7 +880,7 @@ def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str
                                 channels_last=settings["channels_last"], amp_dtype=amp_dtype)
         prob = torch.sigmoid(logits).double().cpu().numpy()
         frames[name] = _prediction_frame(split.manifest, prob)
-        frames[name].to_csv(files[f"pred_{name}"], index=False)
+        write_frame_csv(files[f"pred_{name}"], frames[name], index=False)
     result.predictions = {"val": files["pred_val"], "test": files["pred_test"]}
     print(f"[train] best epoch {result.best_epoch} (val ROC AUC {result.best_val_auc:.4f}); "
           f"evaluating on val + test ({len(test_split)} images)", flush=True)
@@ -856,25 +933,27 @@ def build_arg_parser(sampler_default: str) -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="processed data folder (default: data/Processed, prepared from the "
                              "demo dataset when missing)")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=cli.positive_int, default=None,
                         help=f"epochs (default: {FULL_EPOCHS} on real data, {DEMO_EPOCHS} on the demo)")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--batch-size", type=cli.positive_int, default=None,
                         help=f"batch size per process (default: {GPU_BATCH} on CUDA, {CPU_BATCH} on CPU "
                              "and on the demo data)")
-    parser.add_argument("--lr", type=float, default=None,
+    parser.add_argument("--lr", type=cli.positive_float, default=None,
                         help=f"peak AdamW learning rate (default: {DEFAULT_LR})")
-    parser.add_argument("--weight-decay", type=float, default=None,
+    parser.add_argument("--weight-decay", type=cli.non_negative_float, default=None,
                         help=f"AdamW weight decay (default: {DEFAULT_WEIGHT_DECAY})")
     parser.add_argument("--schedule", choices=SCHEDULES, default=None,
                         help="learning-rate schedule, stepped per batch (default: cosine with "
                              "a 5%% linear warm-up)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=None,
+                        help="random seed (default: 0)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where to train (auto: CUDA when available)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=cli.non_negative_int, default=None,
                         help="DataLoader workers on the CPU path (default: 0, arrays are in memory)")
-    parser.add_argument("--run-name", default=sampler_default,
-                        help=f"names weights/<run>/, metrics/<run>*.csv (default: {sampler_default})")
+    parser.add_argument("--run-name", type=cli.run_name, default=sampler_default,
+                        help=f"names weights/<run>/, metrics/<run>*.csv (default: {sampler_default}); "
+                             f"{paths.RUN_NAME_RULE}")
     parser.add_argument("--resume", action="store_true",
                         help="continue weights/<run>/last.pth after a crash or a kill")
     parser.add_argument("--overwrite", action="store_true",
@@ -882,13 +961,13 @@ def build_arg_parser(sampler_default: str) -> argparse.ArgumentParser:
     parser.add_argument("--pretrained", action="store_true", default=None,
                         help="start from torchvision's ImageNet weights (needs a download)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=cli.positive_int, default=None,
                         help="use only N training images (class-stratified), for smoke runs")
     parser.add_argument("--pos-weight", default=None,
                         help="BCE positive-class weight: 'auto' (n_neg/n_pos), a number, or "
                              "'none' (default); a third imbalance remedy, e.g. "
                              "`train_original.py --pos-weight auto --run-name posweight`")
-    parser.add_argument("--n-boot", type=int, default=1000,
+    parser.add_argument("--n-boot", type=cli.positive_int, default=1000,
                         help="bootstrap resamples of the final evaluation (default: 1000)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
@@ -931,9 +1010,14 @@ def main(argv: list[str] | None = None, sampler: str = "balanced") -> int:
 
     Returns the process exit code (1 with the message on stderr for a PneumocamError).
     """
-    args = build_arg_parser(sampler).parse_args(argv)
+    parser = build_arg_parser(sampler)
+    args = parser.parse_args(argv)
     try:
         config = config_from_args(args, sampler)
+        validate_config(config)  # every flag checked before the demo data or training starts
+    except ConfigError as exc:
+        parser.error(str(exc))
+    try:
         config.data_dir = ensure_training_data(args.data_dir)
         train(config)
     except PneumocamError as exc:
