@@ -39,11 +39,12 @@ def add_demo_note(fig: Figure, text: str = DEMO_NOTE) -> None:
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG to ``path`` (parent folders created) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    """Write ``fig`` as PNG to ``path`` (parent folders created) and return the path.
+
+    Atomic (:func:`pneumocam.plots.save_figure`: a temporary file renamed onto ``path``): an
+    existing file of that name is replaced whole, never left half-written. The figure is kept.
+    """
+    return plots.save_figure(fig, path, dpi=dpi, clear=False, bbox_inches="tight")
 
 
 def peak_yx(cam_map: np.ndarray) -> tuple[int, int]:
