@@ -92,23 +92,29 @@ def draw_overlay(ax, image: np.ndarray, cam_map: np.ndarray | None, boxes: Seque
     return mappable
 
 
+def format_probability(value: float) -> str:
+    """A probability or threshold in [0, 1] with 4 significant digits: ``0.8312``, ``0.42``,
+    ``0.0001234``, ``3.2e-05`` (so a tiny threshold never prints as ``0.000``)."""
+    return f"{value:.4g}"
+
+
 def _yes_no(value: bool | None) -> str:
     return "n/a (no boxes)" if value is None else ("yes" if value else "no")
 
 
 def overlay_title(label: int | None, prob: float, peak_hit: bool | None,
                   threshold: float | None = None) -> str:
-    """``true: pneumonia | p(pneumonia) = 0.83 | peak in box: yes``.
+    """``true: pneumonia | p(pneumonia) = 0.8312 | peak in box: yes``.
 
     ``label`` None (a new file, no ground truth) drops the truth and the pointing result;
     ``threshold`` adds the decision at it.
     """
-    parts = [f"p(pneumonia) = {prob:.3f}"]
+    parts = [f"p(pneumonia) = {format_probability(prob)}"]
     if label is not None:
         parts.insert(0, f"true: {'pneumonia' if int(label) == 1 else 'no pneumonia'}")
     if threshold is not None:
         decision = "positive" if prob >= threshold else "negative"
-        parts.append(f"{decision} at {threshold:.3f}")
+        parts.append(f"{decision} at {format_probability(threshold)}")
     if label is not None:
         parts.append(f"peak in box: {_yes_no(peak_hit)}")
     return " | ".join(parts)
