@@ -347,7 +347,10 @@ def _probe_folder(folder: Path, flag: str) -> None:
             created, or is not writable (permissions, read-only file system).
     """
     for part in (folder, *folder.parents):
-        if part.exists() or part.is_symlink():
+        if part.is_symlink() and not part.exists():
+            raise ConfigError(f"{flag} {folder}: {part} is a broken symlink; choose another path "
+                              "or fix the link.")
+        if part.exists():
             if not part.is_dir():
                 raise ConfigError(f"{flag} {folder}: {part} is a file, not a folder; choose "
                                   "another path or move the file away.")
