@@ -2,8 +2,10 @@
 
     python scripts/predict.py --weights weights/balanced/best.pth scan1.dcm scan2.png
 
-One line per file (probability, decision at the run's operating threshold); overlays go to
-images/predictions/<stem>_cam.png. Exit status 1 when any file could not be read.
+One line per file (probability, decision at the run's operating threshold, overlay file);
+overlays go to images/predictions/<stem>_cam.png (inputs sharing a stem get the parent folder's
+name added; an overlay of the same name from an earlier call is replaced). Exit status 1 when any
+file could not be read or gave no finite prediction, 2 when nothing could be done.
 """
 
 from __future__ import annotations
@@ -19,6 +21,17 @@ from pneumocam.errors import PneumocamError
 from pneumocam.predict import PredictConfig, predict
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer (need >= 1)")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path, help="DICOM, PNG or JPEG files to classify")
@@ -30,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (auto: CUDA when available)")
     p.add_argument("--csv", type=Path, default=None, help="also write the results to this CSV")
-    p.add_argument("--batch-size", type=int, default=16, help="files per forward pass")
+    p.add_argument("--batch-size", type=positive_int, default=16,
+                   help="files per forward pass (>= 1)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="processed folder whose stats.json normalises the images when the run's "
                         "config.json has no stats")
@@ -49,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failed = sum(not r.ok for r in results)
     if failed:
-        print(f"{failed} of {len(results)} file(s) could not be read (see above).", file=sys.stderr)
+        print(f"{failed} of {len(results)} file(s) failed (see the errors above).", file=sys.stderr)
         return 1
     return 0
 

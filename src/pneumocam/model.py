@@ -46,12 +46,92 @@ def build_model(pretrained: bool = False) -> nn.Module:
     return model
 
 
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")  #: DataParallel/DDP and torch.compile key prefixes
+MAX_NAMES = 3  #: key names quoted in a mismatch message
+
+
+def strip_wrapper_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` without a prefix that every key shares and a wrapper adds.
+
+    ``module.`` comes from ``DataParallel``/``DistributedDataParallel``, ``_orig_mod.`` from
+    ``torch.compile``; they can nest (``_orig_mod.module.``), so prefixes are removed while all
+    keys carry one. A prefix that only some keys have is left alone (that is a real mismatch).
+    """
+    while state:
+        prefix = next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)
+        if prefix is None:
+            break
+        state = {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_NAMES])
+    return shown + (", ..." if len(keys) > MAX_NAMES else "")
+
+
+def _common_prefix(keys: list[str], expected: dict[str, torch.Tensor]) -> str | None:
+    """The first dotted component all ``keys`` share when removing it gives model keys, else None."""
+    prefix = keys[0].split(".", 1)[0] + "."
+    if all(k.startswith(prefix) and k[len(prefix):] in expected for k in keys):
+        return prefix
+    return None
+
+
+def describe_mismatch(model: nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """A one-line summary of how ``state`` differs from ``model.state_dict()``, or None if it fits.
+
+    Counts missing and unexpected keys and shape mismatches, quotes the first few names and
+    guesses the likely cause; never the full key lists (a ResNet-18 has 122 keys).
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or shapes):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s) ({_names(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) ({_names(unexpected)})")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatch(es) (checkpoint vs model: {_names(shapes)})")
+    conv1 = state.get("conv1.weight")
+    fc = state.get("fc.weight")
+    prefix = _common_prefix(unexpected, expected) if unexpected else None
+    if prefix:
+        cause = f"the keys carry the prefix {prefix!r} (saved from a wrapper around the model)"
+    elif unexpected:
+        cause = "another architecture than ResNet-18 (it has layers this model lacks)"
+    elif conv1 is not None and conv1.ndim == 4 and conv1.shape[1] != 1:
+        cause = f"a {conv1.shape[1]}-channel model (e.g. torchvision's RGB ImageNet ResNet-18)"
+    elif fc is not None and fc.ndim == 2 and fc.shape[0] != 1:
+        cause = f"a classifier with {fc.shape[0]} outputs instead of one logit"
+    elif missing:
+        cause = "a partial state_dict (e.g. only the backbone or only the head)"
+    else:
+        cause = "another architecture than this project's ResNet-18"
+    return "; ".join(parts) + f". Likely cause: {cause}"
+
+
 def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` strictly; a key or shape mismatch becomes a :class:`CheckpointError`."""
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{source} does not fit a 1-channel ResNet-18 with one logit ({exc}). "
-            "Was it written by this project's training scripts (weights/<run>/best.pth)?"
-        ) from exc
+    """Load ``state`` strictly; a key or shape mismatch becomes a :class:`CheckpointError`.
+
+    A ``module.`` (DataParallel/DDP) or ``_orig_mod.`` (torch.compile) prefix on every key is
+    stripped first, so such checkpoints load as they are. The error message stays one short line
+    (counts and a few names), however many keys differ.
+    """
+    state = strip_wrapper_prefixes(dict(state))
+    problem = describe_mismatch(model, state)
+    if problem is None:
+        try:
+            model.load_state_dict(state, strict=True)
+            return
+        except RuntimeError as exc:  # anything describe_mismatch did not foresee
+            problem = str(exc).splitlines()[0][:200]
+    raise CheckpointError(
+        f"{source} does not fit a 1-channel ResNet-18 with one logit: {problem}. "
+        "Was it written by this project's training scripts (weights/<run>/best.pth)?"
+    )

@@ -39,11 +39,12 @@ def add_demo_note(fig: Figure, text: str = DEMO_NOTE) -> None:
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as PNG to ``path`` (parent folders created) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+    """Write ``fig`` as PNG to ``path`` (parent folders created) and return the path.
+
+    Atomic (:func:`pneumocam.plots.save_figure`: a temporary file renamed onto ``path``): an
+    existing file of that name is replaced whole, never left half-written. The figure is kept.
+    """
+    return plots.save_figure(fig, path, dpi=dpi, clear=False, bbox_inches="tight")
 
 
 def peak_yx(cam_map: np.ndarray) -> tuple[int, int]:
@@ -91,23 +92,29 @@ def draw_overlay(ax, image: np.ndarray, cam_map: np.ndarray | None, boxes: Seque
     return mappable
 
 
+def format_probability(value: float) -> str:
+    """A probability or threshold in [0, 1] with 4 significant digits: ``0.8312``, ``0.42``,
+    ``0.0001234``, ``3.2e-05`` (so a tiny threshold never prints as ``0.000``)."""
+    return f"{value:.4g}"
+
+
 def _yes_no(value: bool | None) -> str:
     return "n/a (no boxes)" if value is None else ("yes" if value else "no")
 
 
 def overlay_title(label: int | None, prob: float, peak_hit: bool | None,
                   threshold: float | None = None) -> str:
-    """``true: pneumonia | p(pneumonia) = 0.83 | peak in box: yes``.
+    """``true: pneumonia | p(pneumonia) = 0.8312 | peak in box: yes``.
 
     ``label`` None (a new file, no ground truth) drops the truth and the pointing result;
     ``threshold`` adds the decision at it.
     """
-    parts = [f"p(pneumonia) = {prob:.3f}"]
+    parts = [f"p(pneumonia) = {format_probability(prob)}"]
     if label is not None:
         parts.insert(0, f"true: {'pneumonia' if int(label) == 1 else 'no pneumonia'}")
     if threshold is not None:
         decision = "positive" if prob >= threshold else "negative"
-        parts.append(f"{decision} at {threshold:.3f}")
+        parts.append(f"{decision} at {format_probability(threshold)}")
     if label is not None:
         parts.append(f"peak in box: {_yes_no(peak_hit)}")
     return " | ".join(parts)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import precision_recall_curve, roc_curve
+
+from .atomic import atomic_write
 
 DEMO_NOTE = "synthetic demo data \u2014 not RSNA"
 DPI = 130
@@ -51,12 +54,22 @@ def has_demo_note(fig: Figure, text: str = DEMO_NOTE) -> bool:
     return any(t.get_text() == text for t in fig.texts)
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
-    """Write ``fig`` as PNG (parents created) and release its canvas; returns the path."""
+def save_figure(fig: Figure, path: str | Path, dpi: int = DPI, *, clear: bool = True,
+                **savefig_kwargs: Any) -> Path:
+    """Write ``fig`` as PNG (parents created) atomically and return the path.
+
+    The PNG goes to a temporary file beside ``path`` that is renamed onto it only once
+    complete, so an interrupted save never leaves half an image (or destroys the old one).
+
+    Args:
+        clear: release the figure's contents afterwards (False keeps it showable in a notebook).
+        savefig_kwargs: passed to :meth:`Figure.savefig` (e.g. ``bbox_inches="tight"``).
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    fig.clear()
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi, **savefig_kwargs)
+    if clear:
+        fig.clear()
     return path
 
 

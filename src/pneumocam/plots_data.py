@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from . import paths
-from .plots import DPI, new_figure
+from .plots import DPI, new_figure, save_figure
 from .processed import SKIPPED_NAME, SPLITS, read_manifest, read_stats
 
 FIGURES_SUBDIR = "preprocess"
@@ -201,7 +201,7 @@ def data_report(processed: str | Path | None = None, images_out: str | Path | No
     metrics_out.mkdir(parents=True, exist_ok=True)
     for name, fig in report.figures.items():
         path = images_out / f"{name}.png"
-        fig.savefig(path, dpi=DPI)  # kept open (not cleared) so a notebook can still show it
+        save_figure(fig, path, dpi=DPI, clear=False)  # kept open so a notebook can still show it
         report.saved[f"{name}.png"] = path
     for name, table in (("split_counts", report.split_counts),
                         ("view_positions", report.view_positions)):

@@ -8,16 +8,23 @@ warning when the evaluation is missing).
 :func:`predict` takes DICOM files (any transfer syntax :func:`pneumocam.dicom.load_dicom_resized`
 decodes) and PNG/JPEG images (:func:`pneumocam.dicom.load_image_file`), resizes them to the run's
 image size, normalises them with the training mean/std, and for each file prints one line with
-the probability and the decision, and writes ``<out_dir>/<stem>_cam.png``. A file that cannot
-be read is reported on stderr and skipped; the others are still processed.
+the probability, the decision and the overlay file, and writes ``<out_dir>/<stem>_cam.png``
+(inputs that share a stem get distinct names, see :func:`overlay_names`). A file that cannot be
+read, or whose logit is not finite, is reported on stderr and in the CSV; the others are still
+processed. The output folder and the CSV path are checked before any work is done.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import math
+import os
+import stat
 import sys
+import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,7 +34,8 @@ import torch
 from torch import nn
 
 from . import overlays, paths
-from .checkpoint import load_model_state
+from .atomic import atomic_write
+from .checkpoint import load_model_state, require_finite
 from .data import prepare_batch
 from .distributed import resolve_device
 from .errors import ConfigError, DicomReadError, PneumocamError, ProcessedDataError
@@ -115,11 +123,13 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def operating_threshold(run: str) -> tuple[float, str]:
+def operating_threshold(run: str, weights: str | Path | None = None) -> tuple[float, str]:
     """The run's operating threshold from ``metrics/<run>_eval.json`` and where it came from.
 
     Falls back to 0.5 (with a warning on stderr) when the file or its ``operating_threshold``
-    is missing or not a number in [0, 1].
+    is missing or not a number in [0, 1]. The threshold was tuned on validation for the run's
+    ``best.pth``: when ``weights`` is another file (``last.pth``, a copy under another name), a
+    warning says so and the returned source records it.
     """
     path = paths.run_files(run)["eval"]
     try:
@@ -127,6 +137,11 @@ def operating_threshold(run: str) -> tuple[float, str]:
     except (OSError, json.JSONDecodeError, AttributeError):
         value = None
     if value is not None and 0.0 <= value <= 1.0:
+        if weights is not None and Path(weights).name != "best.pth":
+            warn(f"the threshold {overlays.format_probability(value)} from {path} was tuned on "
+                 f"validation for the run's best.pth, not for {weights}; its decisions may be "
+                 "off. Use weights/<run>/best.pth for the tuned operating point.")
+            return value, f"{path} (tuned for best.pth, applied to {Path(weights).name})"
         return value, str(path)
     warn(f"no operating_threshold in {path}; using {DEFAULT_THRESHOLD}. Evaluate the run first "
          "(the training scripts write it) to use the validation-tuned threshold.")
@@ -185,11 +200,13 @@ def load_run(weights: str | Path, device: str = "auto", data_dir: str | Path | N
         data_dir: processed folder to read ``stats.json`` from when the config lacks stats.
 
     Raises:
-        CheckpointError: missing, truncated, untrusted (pickled code) or mismatched weights.
+        CheckpointError: missing, empty, truncated, untrusted (pickled code), mismatched or
+            non-finite (NaN/inf: a diverged run) weights.
         ConfigError: no normalisation statistics, or ``cuda`` requested without a GPU.
     """
     weights = Path(weights)
     state = load_model_state(weights)  # CheckpointError before anything else is read
+    require_finite(state, weights)  # NaN weights would give p = nan for every image
     torch_device = resolve_device(device)
     name = run_name(weights)
     config = read_run_config(weights)
@@ -198,7 +215,7 @@ def load_run(weights: str | Path, device: str = "auto", data_dir: str | Path | N
     model = build_model(pretrained=False)
     load_state_dict_checked(model, state, str(weights))
     model.to(torch_device).eval()
-    threshold, threshold_source = operating_threshold(name)
+    threshold, threshold_source = operating_threshold(name, weights)
     return LoadedRun(name=name, weights=weights, model=model, device=torch_device, mean=mean,
                      std=std, size=size, threshold=threshold, threshold_source=threshold_source,
                      data_source=source, data_dir=folder, config=config)
@@ -210,16 +227,39 @@ def read_radiograph(path: str | Path, size: int):
     PNG/JPEG (by suffix) go through ``load_image_file``; anything else is read as DICOM.
 
     Raises:
-        DicomReadError: the file is missing or not a readable image.
+        DicomReadError: the file is missing, a folder, a symlink loop, not a regular file, or not
+            a readable image.
     """
     from . import dicom  # imported here: only prediction and the test-set submission need it
 
     path = Path(path)
-    if not path.is_file():
-        raise DicomReadError(path, "file not found")
+    problem = _not_a_file(path)
+    if problem:
+        raise DicomReadError(path, problem)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return dicom.load_image_file(path, size)
     return dicom.load_dicom_resized(path, size)
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` is not a regular file one can open (the reason and the fix), or None."""
+    try:
+        mode = path.stat().st_mode  # follows symlinks: a dangling or looping link fails here
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop (the link points back at itself); give the real file"
+        if path.is_symlink():
+            return f"broken symlink (it points to {os.readlink(path)}, which does not exist)"
+        if exc.errno == errno.ENOENT:
+            return "not found; check the path"
+        if exc.errno == errno.ENOTDIR:
+            return "not found (a part of the path is a file, not a folder); check the path"
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file; give the image files inside it (e.g. folder/*.dcm)"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a device, pipe or socket); give an image file"
+    return None
 
 
 @dataclass
@@ -263,33 +303,103 @@ class FilePrediction:
 
 
 def format_prediction(result: FilePrediction, threshold: float) -> str:
-    """``<file>: p(pneumonia) = 0.8312 -> PNEUMONIA (threshold 0.420)``."""
+    """``<file>: p(pneumonia) = 0.8312 -> PNEUMONIA (threshold 0.42); overlay <path>``.
+
+    Probabilities and thresholds keep 4 significant digits, so a tiny threshold such as
+    ``3.2e-05`` stays readable (see :func:`pneumocam.overlays.format_probability`).
+    """
     decision = "PNEUMONIA" if result.positive else "no pneumonia"
-    return f"{result.file}: p(pneumonia) = {result.prob:.4f} -> {decision} (threshold {threshold:.3f})"
+    line = (f"{result.file}: p(pneumonia) = {overlays.format_probability(result.prob)} -> "
+            f"{decision} (threshold {overlays.format_probability(threshold)})")
+    return f"{line}; overlay {result.overlay}" if result.overlay else line
 
 
-def _overlay_name(path: Path, used: set[str]) -> str:
-    name = f"{path.stem}_cam.png"
-    if name in used:  # a.dcm and a.png in one call: keep both overlays
-        name = f"{path.stem}_{path.suffix.lstrip('.') or 'file'}_cam.png"
-    used.add(name)
-    return name
+def overlay_names(files: list[Path]) -> list[str]:
+    """One distinct overlay file name per input, deterministic for a given list of inputs.
+
+    ``<stem>_cam.png`` when no other input has that stem; otherwise the parent folder's name and
+    the suffix are added (``p2/IM-0001.dcm`` -> ``p2_IM-0001_dcm_cam.png``), and a counter
+    (``_2``, ``_3``...) in input order when even that repeats (the same file given twice).
+    """
+    files = [Path(f) for f in files]
+    plain = [f"{f.stem}_cam.png" for f in files]
+    counts = Counter(plain)
+    names = [name for name in plain if counts[name] == 1]  # kept as they are, reserved first
+    used = set(names)
+    out: list[str] = []
+    for f, name in zip(files, plain, strict=True):
+        if counts[name] > 1:
+            parent = Path(os.path.abspath(f)).parent.name  # "p2" even for a relative path
+            base = "_".join(p for p in (parent, f.stem, f.suffix.lstrip(".")) if p)
+            name, k = f"{base}_cam.png", 2
+            while name in used:  # never a name given to another input of this call
+                name, k = f"{base}_{k}_cam.png", k + 1
+            used.add(name)
+        out.append(name)
+    return out
+
+
+def _probe_folder(folder: Path, flag: str) -> None:
+    """Create ``folder`` if need be and prove a file can be written in it.
+
+    Raises:
+        ConfigError: naming ``flag``, the folder and the fix, when it is a file, cannot be
+            created, or is not writable (permissions, read-only file system).
+    """
+    for part in (folder, *folder.parents):
+        if part.is_symlink() and not part.exists():
+            raise ConfigError(f"{flag} {folder}: {part} is a broken symlink; choose another path "
+                              "or fix the link.")
+        if part.exists():
+            if not part.is_dir():
+                raise ConfigError(f"{flag} {folder}: {part} is a file, not a folder; choose "
+                                  "another path or move the file away.")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag} {folder}: cannot write there ({exc.strerror or exc}); choose a "
+                          "writable folder or fix its permissions.") from exc
+
+
+def check_outputs(out_dir: Path, csv_path: Path | None) -> None:
+    """Check, before any work, that the overlays and the CSV can be written.
+
+    ``out_dir`` is created when missing; ``csv_path`` must not be a folder and its folder must
+    be writable (an existing CSV is replaced).
+
+    Raises:
+        ConfigError: the first problem found, naming the flag, the path and the fix.
+    """
+    _probe_folder(out_dir, "--out-dir")
+    if csv_path is None:
+        return
+    if csv_path.is_dir():
+        raise ConfigError(f"--csv {csv_path}: is a folder; give a file name, e.g. "
+                          f"--csv {csv_path / 'predictions.csv'}.")
+    _probe_folder(csv_path.parent, "--csv")
 
 
 def predict(config: PredictConfig, out: TextIO | None = None, err: TextIO | None = None
             ) -> list[FilePrediction]:
     """Classify each file, print one line per file, write its CAM overlay.
 
-    Lines go to ``out`` (default stdout); unreadable files are reported on ``err`` (default
-    stderr) and do not stop the others. Writes ``<out_dir>/<stem>_cam.png`` per readable file,
-    ``<out_dir>/predict_config.json`` (config, run, threshold, provenance, results) and, when
-    ``config.csv`` is set, a CSV with ``file, probability, decision, threshold, overlay, error``.
+    Lines go to ``out`` (default stdout); unreadable files and non-finite logits are reported on
+    ``err`` (default stderr) and in the results, and do not stop the others. Writes one overlay
+    per readable file (named by :func:`overlay_names`: distinct within a call; an overlay of the
+    same name from an earlier call is replaced), ``<out_dir>/predict_config.json`` (config, run,
+    threshold, provenance, results) and, when ``config.csv`` is set, a CSV with ``file,
+    probability, decision, threshold, overlay, error``. Every file is written atomically.
 
     Returns:
         One :class:`FilePrediction` per input file, in input order.
 
     Raises:
-        CheckpointError / ConfigError: the run itself cannot be loaded (nothing is processed).
+        ConfigError: a bad setting (method, batch size) or an output path that cannot be
+            written (checked before the run is loaded, so nothing is processed).
+        CheckpointError: the run itself cannot be loaded (nothing is processed).
     """
     from .cam import METHODS, compute_cams
 
@@ -297,31 +407,45 @@ def predict(config: PredictConfig, out: TextIO | None = None, err: TextIO | None
     err = err or sys.stderr
     if config.method not in METHODS:
         raise ConfigError(f"--method {config.method!r}: expected one of {METHODS}.")
-    run = load_run(config.weights, config.device, config.data_dir)
+    step = int(config.batch_size)
+    if step < 1:
+        raise ConfigError(f"--batch-size {config.batch_size}: must be at least 1.")
     out_dir = Path(config.out_dir) if config.out_dir else paths.images_dir() / "predictions"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_outputs(out_dir, Path(config.csv) if config.csv else None)
+    run = load_run(config.weights, config.device, config.data_dir)
     results = [FilePrediction(file=str(f)) for f in config.files]
-    used: set[str] = set()
+    names = overlay_names([Path(f) for f in config.files])
     note = "model trained on synthetic demo data: not a diagnosis" if run.demo else None
     if note:
         print(f"warning: {config.weights} was trained on the SYNTHETIC DEMO dataset; its "
               "probabilities say nothing about pneumonia on real radiographs.", file=err)
-    step = max(1, int(config.batch_size))
+
+    def fail(result: FilePrediction, message: str) -> None:
+        result.error = message
+        print(f"error: {message}", file=err, flush=True)
+
     for start in range(0, len(results), step):
-        chunk = results[start:start + step]
+        chunk = list(zip(results[start:start + step], names[start:start + step], strict=True))
         images, good = [], []
-        for result in chunk:
+        for result, name in chunk:
             try:
                 images.append(read_radiograph(result.file, run.size).image)
-                good.append(result)
+                good.append((result, name))
             except PneumocamError as exc:
-                result.error = str(exc)
-                print(f"error: {exc}", file=err, flush=True)
+                fail(result, str(exc))
+            except OSError as exc:  # e.g. permission denied on the file itself
+                fail(result, f"{result.file}: cannot be read ({exc.strerror or exc})")
         if not good:
             continue
         cams = compute_cams(run.model, normalize_images(np.stack(images), run.mean, run.std),
                             method=config.method, batch_size=step)
-        for i, result in enumerate(good):
+        for i, (result, name) in enumerate(good):
+            logit = float(cams.logits[i])
+            if not math.isfinite(logit):
+                fail(result, f"{result.file}: the model's logit is {logit} (not finite), so there "
+                             "is no probability; check the weights (a diverged run: retrain with "
+                             "a lower --lr) or the image.")
+                continue
             result.prob = float(cams.probs[i])
             result.positive = result.prob >= run.threshold
             fig = overlays.cam_overlay_figure(
@@ -331,15 +455,18 @@ def predict(config: PredictConfig, out: TextIO | None = None, err: TextIO | None
             )
             if note:
                 overlays.add_demo_note(fig, note)
-            result.overlay = str(overlays.save_figure(fig, out_dir / _overlay_name(Path(result.file), used)))
+            try:
+                result.overlay = str(overlays.save_figure(fig, out_dir / name))
+            except OSError as exc:  # e.g. the disk filled up: record it, keep going
+                print(format_prediction(result, run.threshold), file=out, flush=True)
+                fail(result, f"{out_dir / name}: overlay not written ({exc.strerror or exc}).")
+                continue
             print(format_prediction(result, run.threshold), file=out, flush=True)
     rows = [{"file": r.file, "probability": r.prob,
              "decision": None if r.positive is None else ("pneumonia" if r.positive else "no pneumonia"),
              "threshold": run.threshold, "overlay": r.overlay, "error": r.error} for r in results]
     if config.csv:
-        csv_path = Path(config.csv)
-        csv_path.parent.mkdir(parents=True, exist_ok=True)
-        with csv_path.open("w", newline="") as fh:
+        with atomic_write(Path(config.csv), newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["file"])
             writer.writeheader()
             writer.writerows(rows)
