@@ -14,22 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from pneumocam import paths
+from pneumocam import cli, paths
 from pneumocam.cam import METHODS
-from pneumocam.cli import run_main
 from pneumocam.errors import PneumocamError
 from pneumocam.predict import PredictConfig, predict
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a positive integer (need >= 1)")
-    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (auto: CUDA when available)")
     p.add_argument("--csv", type=Path, default=None, help="also write the results to this CSV")
-    p.add_argument("--batch-size", type=positive_int, default=16,
+    p.add_argument("--batch-size", type=cli.positive_int, default=16,
                    help="files per forward pass (>= 1)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="processed folder whose stats.json normalises the images when the run's "
@@ -69,4 +57,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    cli.run_main(main)

@@ -218,3 +218,11 @@ def test_ctrl_c_during_training_exits_130_without_traceback_or_partial_rows(root
     assert csv_text.endswith("\n")
     rows = pd.read_csv(paths.run_files("balanced")["csv"])
     assert len(rows) >= 2 and rows.notna().all().all()
+
+
+def test_weights_outside_a_run_folder_fall_back_to_the_default_threshold(root, capsys):
+    from pneumocam.predict import DEFAULT_THRESHOLD, operating_threshold
+
+    value, source = operating_threshold("my weights", Path("/tmp/my weights/best.pth"))
+    assert value == DEFAULT_THRESHOLD and "no run named" in source
+    assert "not a run name" in capsys.readouterr().err

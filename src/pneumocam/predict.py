@@ -131,6 +131,10 @@ def operating_threshold(run: str, weights: str | Path | None = None) -> tuple[fl
     ``best.pth``: when ``weights`` is another file (``last.pth``, a copy under another name), a
     warning says so and the returned source records it.
     """
+    if not paths.RUN_NAME_PATTERN.fullmatch(run):  # weights outside weights/<run>/
+        warn(f"the weights' folder name {run!r} is not a run name, so metrics/ holds no "
+             f"operating threshold for it; using {DEFAULT_THRESHOLD}.")
+        return DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} (no run named {run!r})"
     path = paths.run_files(run)["eval"]
     try:
         value = _number(json.loads(path.read_text()).get("operating_threshold"))
