@@ -226,3 +226,25 @@ def test_weights_outside_a_run_folder_fall_back_to_the_default_threshold(root, c
     value, source = operating_threshold("my weights", Path("/tmp/my weights/best.pth"))
     assert value == DEFAULT_THRESHOLD and "no run named" in source
     assert "not a run name" in capsys.readouterr().err
+
+
+def test_a_failed_checkpoint_write_is_one_clear_error_and_keeps_the_old_file(tmp_path,
+                                                                              monkeypatch):
+    import torch
+
+    from pneumocam import checkpoint
+    from pneumocam.errors import CheckpointError
+
+    target = checkpoint.save_checkpoint({"w": torch.ones(2)}, tmp_path / "last.pth")
+    before = target.read_bytes()
+
+    def disk_full(obj, fh):
+        fh.write(b"PK\x03\x04partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(checkpoint.torch, "save", disk_full)
+    with pytest.raises(CheckpointError, match=r"last.pth: could not be written .*unexpected pos"
+                                              r".*free space"):
+        checkpoint.save_checkpoint({"w": torch.zeros(2)}, target)
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]

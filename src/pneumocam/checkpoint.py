@@ -19,10 +19,22 @@ from .errors import CheckpointError
 
 
 def save_checkpoint(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then an atomic rename."""
+    """``torch.save`` to a temporary file in the same folder, then an atomic rename.
+
+    Raises:
+        CheckpointError: the file could not be written (a full disk makes torch report
+            "unexpected pos" or "file write failed"); the previous ``path`` is left as it was.
+    """
     path = Path(path)
-    with atomic_write(path, "wb") as fh:
-        torch.save(obj, fh)
+    try:
+        with atomic_write(path, "wb") as fh:
+            torch.save(obj, fh)
+    except (OSError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: could not be written ({reason}); the previous file is unchanged. Check "
+            f"free space on {path.parent} (df -h), then rerun (training: with --resume)."
+        ) from exc
     return path
 
 
