@@ -22,10 +22,14 @@ Box rules (:func:`parse_labels`; a malformed *file* raises :class:`LabelsError`,
 costs only its row):
 
 - a positive row whose box has a non-finite value (``inf``, ``nan``), a width or height <= 0,
-  or lies wholly outside the image (``0..1024`` in RSNA coordinates, or ``image_size``) is
-  **invalid**: it is ignored and reported (line, patient, reason); preprocessing lists it in
-  ``skipped.csv`` with the labels file as ``file``;
-- a box partly outside the image is **clipped** to it and counted;
+  or lies wholly outside the image is **invalid**: it is ignored and reported (line, patient,
+  reason); preprocessing lists it in ``skipped.csv`` with the labels file as ``file``;
+- a box partly outside the image is **clipped** to it and counted.
+
+"The image" is ``0..1024`` (RSNA coordinates) by default; preprocessing passes
+``image_size=None`` and applies the same two rules per image with that image's own size, read
+from its header (:func:`box_problem`, :func:`clip_box`), so other datasets' boxes are judged
+against their own images;
 - an exact duplicate row (the same six fields) is **collapsed** to one and counted;
 - a positive patient left with no valid box stays **positive with no box** (the label is the
   radiologist's; only the location is lost) and is counted.
@@ -217,6 +221,7 @@ class LabelReport:
         duplicate_rows: exact duplicate rows collapsed (each extra copy counts one).
         clipped_boxes: boxes partly outside the image, clipped to it.
         positives_without_box: Target 1 patients whose every box was invalid (kept, no box).
+        box_lines: ``{patientId: [CSV line of each kept box]}``, parallel to its ``boxes``.
     """
 
     labels_csv: Path
@@ -224,6 +229,7 @@ class LabelReport:
     duplicate_rows: int = 0
     clipped_boxes: int = 0
     positives_without_box: int = 0
+    box_lines: dict[str, list[int]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """The four counts as a JSON-ready dict (saved in ``stats.json``)."""
@@ -242,25 +248,36 @@ def _is_number_text(text: str) -> bool:
     return True
 
 
-def _box_problem(x: float, y: float, w: float, h: float, side: float) -> str | None:
-    """Why a box ``[x, y, w, h]`` is unusable on a ``side`` x ``side`` image, or None."""
+def box_problem(box: list[float] | tuple[float, ...], width: float | None = None,
+                height: float | None = None) -> str | None:
+    """Why a box ``[x, y, w, h]`` is unusable, or None.
+
+    Non-finite values and a width or height <= 0 always; wholly outside a ``width`` x
+    ``height`` image (pixel-edge coordinates ``0..width``) when the size is given.
+    """
+    x, y, w, h = (float(v) for v in box)
     values = {"x": x, "y": y, "width": w, "height": h}
     bad = [f"{k} {v}" for k, v in values.items() if not math.isfinite(v)]
     if bad:
         return f"box {', '.join(bad)} not finite"
     if w <= 0 or h <= 0:
         return f"box width {w:g} or height {h:g} <= 0"
-    if x >= side or y >= side or x + w <= 0 or y + h <= 0:
-        return f"box [{x:g}, {y:g}, {w:g}, {h:g}] wholly outside the {side:g}x{side:g} image"
+    if width is not None and height is not None and (
+            x >= width or y >= height or x + w <= 0 or y + h <= 0):
+        return (f"box [{x:g}, {y:g}, {w:g}, {h:g}] wholly outside the {width:g}x{height:g} "
+                f"image")
     return None
 
 
-def _clip(x: float, y: float, w: float, h: float, side: float) -> tuple[list[float], bool]:
-    """The box cut to ``[0, side]`` on both axes, and whether it changed."""
+def clip_box(box: list[float] | tuple[float, ...], width: float,
+             height: float) -> tuple[list[float], bool]:
+    """A valid box (:func:`box_problem` None) cut to ``[0, width] x [0, height]``, and whether
+    that changed it."""
+    x, y, w, h = (float(v) for v in box)
     x0, y0 = max(x, 0.0), max(y, 0.0)
-    x1, y1 = min(x + w, side), min(y + h, side)
-    box = [x0, y0, x1 - x0, y1 - y0]
-    return box, box != [x, y, w, h]
+    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
+    out = [x0, y0, x1 - x0, y1 - y0]
+    return out, out != [x, y, w, h]
 
 
 def read_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
@@ -271,7 +288,8 @@ def read_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
 
 
 def parse_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
-                 class_csv: str | Path | None = None, image_size: float = RSNA_IMAGE_SIZE,
+                 class_csv: str | Path | None = None,
+                 image_size: float | None = RSNA_IMAGE_SIZE,
                  ) -> tuple[pd.DataFrame, LabelReport]:
     """Read the RSNA labels (and class info when present) into one row per patient.
 
@@ -279,7 +297,9 @@ def parse_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
         data_dir: an RSNA-layout folder (see the module docstring).
         labels_csv: override for ``<data_dir>/stage_2_train_labels.csv``.
         class_csv: override for ``<data_dir>/stage_2_detailed_class_info.csv`` (optional file).
-        image_size: side of the images the box coordinates refer to (1024 for RSNA).
+        image_size: side of the images the box coordinates refer to (1024 for RSNA); None:
+            not known here, so no box is judged off-image or clipped (the caller does it per
+            image with :func:`box_problem` and :func:`clip_box`).
 
     Returns:
         ``(labels, report)``. ``labels``: DataFrame in first-appearance order, one row per
@@ -357,14 +377,17 @@ def parse_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
     lines = np.flatnonzero(use.to_numpy()) + 2
     pos_ids = df.loc[use, "patientId"].to_numpy()
     pos_boxes = box.loc[use].to_numpy(dtype=float)
-    for line, pid, (x, y, w, h) in zip(lines, pos_ids, pos_boxes, strict=True):
-        problem = _box_problem(x, y, w, h, float(image_size))
+    side = None if image_size is None else float(image_size)
+    for line, pid, b in zip(lines, pos_ids, pos_boxes, strict=True):
+        problem = box_problem(b, side, side)
         if problem is not None:
             report.invalid_rows.append(InvalidLabelRow(int(line), str(pid), problem))
             continue
-        clipped, changed = _clip(float(x), float(y), float(w), float(h), float(image_size))
+        kept, changed = (clip_box(b, side, side) if side is not None
+                         else ([float(v) for v in b], False))
         report.clipped_boxes += changed
-        boxes.setdefault(pid, []).append(clipped)
+        boxes.setdefault(pid, []).append(kept)
+        report.box_lines.setdefault(pid, []).append(int(line))
 
     out = pd.DataFrame({"patientId": per_patient.index.astype(str),
                         "Target": per_patient["max"].to_numpy(dtype=int)})
