@@ -494,6 +494,33 @@ def test_bad_label_boxes_are_reported_not_fatal(tmp_path: Path, demo_data: Path)
     assert "3 with an unusable box" in summary.line() and "2 duplicates" in summary.line()
 
 
+def test_unusable_images_are_skipped_with_their_reason(tmp_path: Path, demo_data: Path) -> None:
+    import pydicom
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    images = data / rsna.TRAIN_IMAGES_DIR
+    ids = sorted(p.stem for p in images.glob("*.dcm"))
+    huge, blank = images / f"{ids[1]}.dcm", images / f"{ids[2]}.dcm"
+    ds = pydicom.dcmread(huge)  # a JPEG of 1024x1024 claiming 60000x60000 (header and frame)
+    ds.Rows = ds.Columns = 60000
+    ds.save_as(huge)
+    raw = bytearray(huge.read_bytes())
+    sof = raw.find(b"\xff\xc0")
+    raw[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    huge.write_bytes(bytes(raw))
+    ds = pydicom.dcmread(blank)  # a window that maps every pixel to black
+    ds.WindowCenter, ds.WindowWidth = 5000, 10
+    ds.save_as(blank)
+    out = tmp_path / "out"
+    summary = run_preprocess(config(data, out))
+    assert summary.skipped == 2 and summary.written == N_DEMO - 2
+    reasons = dict(read_csv(out / "skipped.csv").itertuples(index=False, name=None))
+    assert "above the 16384 px per side" in reasons[str(huge)]
+    assert "no usable contrast" in reasons[str(blank)]
+    assert not set(read_manifest(out)["patientId"]) & {ids[1], ids[2]}
+
+
 def test_a_moved_project_keeps_its_processed_data(tmp_path: Path, demo_data: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "project"
