@@ -4,7 +4,8 @@
     python scripts/make_demo_data.py --out /tmp/demo --n 200 --seed 1 --workers 2
 
 The same --seed gives byte-identical files whatever --workers; rerunning with the same n, seed
-and parameters finds the finished dataset and skips the work.
+and parameters finds the finished dataset and skips the work; another n, seed or --config is
+refused unless --overwrite (which deletes only the earlier demo's own files).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="worker processes (default: all CPUs; 1 = no subprocesses)")
     p.add_argument("--config", type=Path, default=None,
                    help="JSON file of DemoConfig overrides, e.g. {\"faint_fraction\": 0.4}")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished demo dataset of another --n/--seed/--config in --out "
+                        "(only the demo's own files are deleted)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
@@ -39,12 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         overrides = json.loads(args.config.read_text()) if args.config else {}
+        if not isinstance(overrides, dict):
+            raise ValueError("expected a JSON object of DemoConfig fields")
         config = DemoConfig.from_dict(overrides)
-        summary = make_demo_dataset(args.out, n=args.n, seed=args.seed, workers=args.workers,
-                                    config=config, progress=not args.quiet)
-    except (OSError, ValueError) as exc:  # unreadable --config
-        print(f"error: {args.config}: {exc}", file=sys.stderr)
+    except (PneumocamError, OSError, ValueError, TypeError) as exc:  # unreadable or bad --config
+        print(f"error: --config {args.config}: {exc}", file=sys.stderr)
         return 2
+    try:
+        summary = make_demo_dataset(args.out, n=args.n, seed=args.seed, workers=args.workers,
+                                    config=config, progress=not args.quiet,
+                                    overwrite=args.overwrite)
     except PneumocamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

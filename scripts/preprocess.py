@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=None,
                    help="decoding worker processes (default: all CPU cores)")
     p.add_argument("--overwrite", action="store_true",
-                   help="delete earlier outputs in --out-dir (from any source) before writing")
+                   help="delete what an earlier run wrote in --out-dir (its arrays, manifest, "
+                        "stats, skipped list; never other files), from any source, before writing")
     p.add_argument("--no-fast", dest="fast", action="store_false",
                    help="always decode DICOMs at full size (slower; disables the reduced-size JPEG decode)")
     p.add_argument("--n-demo", type=int, default=None,

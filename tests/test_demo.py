@@ -253,9 +253,24 @@ def test_rerun_skips_then_regenerates(tmp_path: Path) -> None:
     again = demo.make_demo_dataset(out, n=3, seed=1, workers=1, progress=False)
     assert again["skipped"] is True
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.dcm")} == before
-    # a different seed replaces the earlier demo dataset entirely
-    demo.make_demo_dataset(out, n=2, seed=2, workers=1, progress=False)
-    assert len(list((out / demo.TRAIN_IMAGES_DIR).glob("*.dcm"))) == 2
+    # another size or seed is refused without overwrite, naming both; nothing is touched
+    (out / "notes.txt").write_text("mine")
+    (out / demo.TRAIN_IMAGES_DIR / "mine.dcm").write_bytes(b"mine")
+    for n, seed in ((2, 1), (3, 2)):
+        with pytest.raises(DataSourceError) as err:
+            demo.make_demo_dataset(out, n=n, seed=seed, workers=1, progress=False)
+        assert "n=3, seed=1" in str(err.value) and f"n={n}, seed={seed}" in str(err.value)
+        assert "--overwrite" in str(err.value)
+    with pytest.raises(DataSourceError, match="other generator parameters"):
+        demo.make_demo_dataset(out, n=3, seed=1, workers=1, progress=False,
+                               config=demo.DemoConfig(jpeg_quality=50))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.dcm") if p.name != "mine.dcm"} == before
+    # with overwrite it replaces the demo's own files only
+    demo.make_demo_dataset(out, n=2, seed=2, workers=1, progress=False, overwrite=True)
+    assert len(list((out / demo.TRAIN_IMAGES_DIR).glob("*.dcm"))) == 3  # 2 new + mine.dcm
+    assert not any(p in before for p in (out / demo.TRAIN_IMAGES_DIR).glob("*.dcm"))
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / demo.TRAIN_IMAGES_DIR / "mine.dcm").read_bytes() == b"mine"
     assert json.loads((out / demo.DEMO_INFO_JSON).read_text())["seed"] == 2
 
 
@@ -267,6 +282,16 @@ def test_interrupted_dataset_is_incomplete_and_replaceable(tmp_path: Path) -> No
     assert not demo.is_demo_dataset(out)
     summary = demo.make_demo_dataset(out, n=2, seed=1, workers=1, progress=False)
     assert not summary["skipped"] and demo.is_demo_dataset(out)
+    # an unfinished run of another size is replaced without --overwrite, its files included,
+    # even those its CSV never listed (the ids follow from its recorded n and seed)
+    killed = tmp_path / "killed"
+    demo.make_demo_dataset(killed, n=3, seed=5, workers=1, progress=False)
+    info = json.loads((killed / demo.DEMO_INFO_JSON).read_text())
+    (killed / demo.DEMO_INFO_JSON).unlink()
+    (killed / demo.LABELS_CSV).unlink()
+    (killed / demo.IN_PROGRESS_MARKER).write_text(json.dumps(info))
+    demo.make_demo_dataset(killed, n=2, seed=1, workers=1, progress=False)
+    assert _hashes(killed) == _hashes(out)
 
 
 def test_refuses_foreign_non_empty_folder(tmp_path: Path) -> None:
@@ -311,3 +336,22 @@ def test_script_tiny_run_and_refusal(tmp_path: Path) -> None:
     (foreign / "notes.txt").write_text("mine")
     res = _run_script("--out", str(foreign), "--n", "2", "--quiet", root=tmp_path)
     assert res.returncode == 1 and "not empty" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_script_messages_name_the_flag(tmp_path: Path) -> None:
+    res = _run_script("--out", str(tmp_path / "d"), "--seed", "-1", "--quiet", root=tmp_path)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == "error: --seed: expected a non-negative integer, got -1."
+    res = _run_script("--out", str(tmp_path / "d"), "--n", "0", "--quiet", root=tmp_path)
+    assert res.stderr.strip() == "error: --n: expected a positive integer, got 0."
+    assert not (tmp_path / "d").exists()
+    res = _run_script("--out", str(tmp_path / "d"), "--n", "2", "--seed", "1", "--workers", "1",
+                      "--quiet", root=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = _run_script("--out", str(tmp_path / "d"), "--n", "3", "--seed", "1", "--workers", "1",
+                      "--quiet", root=tmp_path)
+    assert res.returncode == 1 and "n=2, seed=1" in res.stderr and "n=3, seed=1" in res.stderr
+    res = _run_script("--out", str(tmp_path / "d"), "--n", "3", "--seed", "1", "--workers", "1",
+                      "--quiet", "--overwrite", root=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert len(list((tmp_path / "d" / demo.TRAIN_IMAGES_DIR).glob("*.dcm"))) == 3

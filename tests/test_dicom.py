@@ -956,3 +956,134 @@ def test_load_image_file_errors_and_dicom_delegation(tmp_path, rsna_like):
     assert_read_error(tmp_path / "nope.png", load_image_file, contains="not found")
     r = load_image_file(rsna_like, 32)
     assert r.fast_path and r.meta.patient_id == "p-001"
+
+
+# --------------------------------------------------------------------------- unusable images
+
+
+def _both_paths_reject(path: Path, contains: str) -> None:
+    """The fast path and the full path reject ``path`` with the same reason."""
+    fast = assert_read_error(path, lambda p: load_dicom_resized(p, 64), contains=contains)
+    full = assert_read_error(path, lambda p: load_dicom_resized(p, 64, fast=False),
+                             contains=contains)
+    assert fast.reason == full.reason
+
+
+def test_blank_images_are_rejected_by_every_reader(tmp_path):
+    flat = np.full((64, 64), 128, np.uint8)
+    _both_paths_reject(write_native(tmp_path / "flat.dcm", flat), "no usable contrast")
+    assert_read_error(tmp_path / "flat.dcm", contains="no usable contrast")
+    # JPEG Baseline (the fast path's syntax) and a window that maps everything to black
+    _both_paths_reject(write_jpeg_baseline(tmp_path / "flat_jpeg.dcm", flat), "no usable contrast")
+    hidden = write_jpeg_baseline(tmp_path / "hidden.dcm", radiograph_like(64, 64),
+                                 WindowCenter=5000, WindowWidth=10)
+    _both_paths_reject(hidden, "no usable contrast")
+    cv2.imwrite(str(tmp_path / "flat.png"), flat)
+    assert_read_error(tmp_path / "flat.png", load_image_file, contains="no usable contrast")
+
+
+@pytest.mark.parametrize("slope", ["NaN", "1e400"])
+def test_non_finite_modality_values_are_rejected(tmp_path, slope):
+    ds = pydicom.dcmread(write_native(tmp_path / "ok.dcm", radiograph_like(64, 64)))
+    ds.add_new(0x00281052, "DS", "0")  # RescaleIntercept
+    ds.add_new(0x00281053, "DS", "1")  # RescaleSlope, replaced by the raw bytes below
+    ds.save_as(tmp_path / "s.dcm")
+    data = (tmp_path / "s.dcm").read_bytes()
+    # RescaleSlope (0028,1053) DS with the value "1 " -> the literal slope (even length)
+    old = b"\x28\x00\x53\x10DS\x02\x001 "
+    value = slope.encode() + b" " * (len(slope) % 2)
+    new = b"\x28\x00\x53\x10DS" + len(value).to_bytes(2, "little") + value
+    assert data.count(old) == 1
+    (tmp_path / "s.dcm").write_bytes(data.replace(old, new))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _both_paths_reject(tmp_path / "s.dcm", "non-finite pixel values")
+        assert_read_error(tmp_path / "s.dcm", contains="Rescale Slope")
+
+
+def test_all_nan_float_pixels_are_rejected(tmp_path):
+    ds = _base_dataset(ExplicitVRLittleEndian, 64, 64, BitsAllocated=32)
+    ds.FloatPixelData = np.full((64, 64), np.nan, dtype=np.float32).tobytes()
+    ds.save_as(tmp_path / "nan.dcm", enforce_file_format=True)
+    _both_paths_reject(tmp_path / "nan.dcm", "non-finite pixel values in the pixel data")
+    Image = pytest.importorskip("PIL.Image")
+    Image.fromarray(np.full((64, 64), np.nan, np.float32), mode="F").save(tmp_path / "nan.tiff")
+    assert_read_error(tmp_path / "nan.tiff", load_image_file, contains="non-finite")
+
+
+@pytest.mark.parametrize("width", ["0", "-10", "NaN"])
+def test_unusable_window_falls_back_to_the_stored_range_on_both_paths(tmp_path, width):
+    img = radiograph_like(128, 128)
+    path = write_jpeg_baseline(tmp_path / "w.dcm", img, WindowCenter="128")
+    data = path.read_bytes()
+    path.write_bytes(data)  # WindowWidth written raw: pydicom refuses to encode NaN as DS
+    ds = pydicom.dcmread(path)
+    ds.add_new(0x00281051, "DS", "1")
+    ds.save_as(path)
+    value = width.encode() + b" " * (len(width) % 2)
+    data = path.read_bytes()
+    old = b"\x28\x00\x51\x10DS\x02\x001 "
+    assert data.count(old) == 1
+    path.write_bytes(data.replace(old, b"\x28\x00\x51\x10DS" + len(value).to_bytes(2, "little")
+                                  + value))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = load_dicom_resized(path, 64, fast=False)
+        fast = load_dicom_resized(path, 64)
+        plain = load_dicom_resized(write_jpeg_baseline(tmp_path / "p.dcm", img), 64, fast=False)
+    assert any("invalid window ignored" in n for n in full.notes)
+    np.testing.assert_array_equal(full.image, plain.image)  # the Bits Stored range: 0..255
+    assert np.abs(fast.image.astype(int) - full.image.astype(int)).mean() < 1
+
+
+def test_images_below_the_minimum_side_are_rejected_by_the_resizing_readers(tmp_path):
+    small = radiograph_like(16, 64)
+    for name, path in (("native", write_native(tmp_path / "n.dcm", small)),
+                       ("jpeg", write_jpeg_baseline(tmp_path / "j.dcm", small))):
+        _both_paths_reject(path, f"64x16 pixels, below the minimum of {dicom_mod.MIN_IMAGE_SIDE}")
+        assert read_dicom(path).image.shape == (16, 64), name  # the full-resolution reader keeps it
+    cv2.imwrite(str(tmp_path / "one.png"), np.full((1, 1), 200, np.uint8))
+    assert_read_error(tmp_path / "one.png", load_image_file, contains="1x1 pixels, below the minimum")
+    ok = radiograph_like(32, 40)
+    cv2.imwrite(str(tmp_path / "ok.png"), ok)
+    assert load_image_file(tmp_path / "ok.png", 32).image.shape == (32, 32)
+
+
+def _patch_jpeg_size(path: Path, out: Path, rows: int, cols: int, frame_too: bool) -> Path:
+    """``path`` with Rows/Columns (and the JPEG frame header's size) claiming ``rows x cols``."""
+    ds = pydicom.dcmread(path)
+    ds.Rows, ds.Columns = rows, cols
+    ds.save_as(out)
+    if frame_too:
+        data = bytearray(out.read_bytes())
+        sof = data.find(b"\xff\xc0")
+        data[sof + 5:sof + 9] = rows.to_bytes(2, "big") + cols.to_bytes(2, "big")
+        out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("rows, cols, frame_too, reason", [
+    (60000, 60000, False, "60000x60000 pixels (Columns x Rows), above the 16384 px per side"),
+    (60000, 60000, True, "above the 16384 px per side"),
+    (1024, 1024, False, "the compressed frame is 64x64 pixels but the header says 1024x1024"),
+    (8000, 8000, True, "far too few to encode them"),
+    (64, 128, False, "the compressed frame is 64x64 pixels but the header says 128x64"),
+])
+def test_impossible_header_sizes_are_rejected_before_decoding(tmp_path, monkeypatch, rows, cols,
+                                                              frame_too, reason):
+    img = np.full((64, 64), 128, np.uint8)
+    img[8:24, 8:40] = 20  # a tiny, well-compressed JPEG (about 1 KB)
+    small = write_jpeg_baseline(tmp_path / "small.dcm", img)
+    path = _patch_jpeg_size(small, tmp_path / "big.dcm", rows, cols, frame_too)
+    assert path.stat().st_size < 3000
+    decodes = []
+    real_imdecode = cv2.imdecode
+    monkeypatch.setattr(dicom_mod.cv2, "imdecode",
+                        lambda *a: decodes.append("cv2") or real_imdecode(*a))
+    decoder = get_decoder(JPEGBaseline8Bit)
+    real_as_array = decoder.as_array
+    monkeypatch.setattr(decoder, "as_array",
+                        lambda *a, **k: decodes.append("pydicom") or real_as_array(*a, **k))
+    _both_paths_reject(path, reason)
+    assert_read_error(path, contains=reason)
+    assert decodes == []  # memory stays bounded: nothing was decoded

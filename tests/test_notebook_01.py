@@ -36,7 +36,8 @@ def test_notebook_runs_on_tiny_demo_profile(tmp_path: Path) -> None:
     processed = root / "data" / "Processed"
     stats = read_stats(processed)
     assert stats["source"]["kind"] == "demo" and stats["size"] == 64
-    assert stats["source"]["path"] == str((root / "data" / "demo").resolve())
+    assert stats["source"]["path"] == "data/demo"  # relative to the repository root
+    assert stats["source"]["abs_path"] == str((root / "data" / "demo").resolve())
     assert len(read_manifest(processed)) == 24
     for name in ("samples.png", "counts.png"):
         png = root / "images" / "preprocess" / name

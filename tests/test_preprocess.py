@@ -311,8 +311,12 @@ def test_refuses_to_mix_sources_or_parameters(processed: Path, bad_data: dict,
     unknown = tmp_path / "unknown"
     (unknown / "train" / "0").mkdir(parents=True)
     np.save(unknown / "train" / "0" / "x.npy", np.zeros((SIZE, SIZE), np.uint8))
-    with pytest.raises(DataSourceError, match="unknown origin"):
+    with pytest.raises(DataSourceError, match="not made by preprocessing.*holds train/"):
         run_preprocess(config(demo_data, unknown))
+    # a stats.json that cannot be read: unknown origin too
+    (out / "stats.json").write_text("{not json")
+    with pytest.raises(DataSourceError, match="unknown origin"):
+        run_preprocess(config(demo_data, out, size=32))
 
 
 def test_default_source_is_real_data_else_generated_demo(tmp_path: Path, demo_data: Path,
@@ -336,6 +340,211 @@ def test_default_source_is_real_data_else_generated_demo(tmp_path: Path, demo_da
     (real / rsna.TRAIN_IMAGES_DIR).mkdir(parents=True)
     shutil.copy(demo_data / rsna.LABELS_NAME, real / rsna.LABELS_NAME)
     assert resolve_data_dir() == real.resolve()
+
+
+# ----------------------------------------------------------------------------- output folder
+
+
+def _user_files(folder: Path) -> dict[str, bytes]:
+    """Files a user keeps in a folder, some where preprocessing would write."""
+    files = {"notes.txt": b"my notes", "train/NORMAL/x.jpeg": b"\xff\xd8 jpeg",
+             "val/PNEUMONIA/y.jpeg": b"\xff\xd8 jpeg", "train/0/mine.png": b"png",
+             "train/0/mine.npy": b"not ours"}
+    for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    return files
+
+
+def test_a_folder_it_did_not_make_is_refused_even_with_overwrite(tmp_path: Path,
+                                                                 demo_data: Path) -> None:
+    victim = tmp_path / "victim"
+    files = _user_files(victim)
+    for overwrite in (False, True):
+        with pytest.raises(DataSourceError) as err:
+            run_preprocess(config(demo_data, victim, overwrite=overwrite))
+        msg = str(err.value)
+        assert str(victim) in msg and "notes.txt" in msg and "train/" in msg
+        assert "choose an empty --out-dir" in msg and "\n" not in msg
+    assert {p.relative_to(victim).as_posix() for p in victim.rglob("*") if p.is_file()} == set(files)
+    assert all((victim / rel).read_bytes() == data for rel, data in files.items())
+    # an empty folder is fine (a lock file left by a killed run does not count)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".preprocess.lock").touch()
+    assert run_preprocess(config(demo_data, empty)).written == N_DEMO
+
+
+def test_overwrite_deletes_only_what_preprocessing_wrote(processed: Path, tmp_path: Path,
+                                                         demo_data: Path) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(processed, out)
+    files = _user_files(out)  # added to a folder preprocessing made: it is still ours
+    summary = run_preprocess(config(demo_data, out, size=32, overwrite=True))
+    assert summary.written == N_DEMO and summary.reused == 0
+    assert all((out / rel).read_bytes() == data for rel, data in files.items())
+    assert {np.load(p).shape for p in out.glob("*/[01]/*.npy") if p.name != "mine.npy"} == {(32, 32)}
+    # with the outputs gone, the folders they made go too, unless a user's file is inside
+    (out / "notes.txt").unlink()
+    (out / "stats.json").unlink()
+    from pneumocam.preprocess import _clear_outputs
+    _clear_outputs(out)
+    left = sorted(p.relative_to(out).as_posix() for p in out.rglob("*")
+                  if p.name != ".preprocess.lock")
+    assert left == ["train", "train/0", "train/0/mine.npy", "train/0/mine.png", "train/NORMAL",
+                    "train/NORMAL/x.jpeg", "val", "val/PNEUMONIA", "val/PNEUMONIA/y.jpeg"]
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_up_front(
+        tmp_path: Path, demo_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match=r"--out-dir .*a_file/out is not writable.*permissions"):
+        run_preprocess(config(demo_data, a_file / "out"))
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        run_preprocess(config(demo_data, a_file))
+
+    import tempfile as tempfile_module
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    out = tmp_path / "read_only"
+    out.mkdir()
+    monkeypatch.setattr(tempfile_module, "TemporaryFile", read_only)
+    with pytest.raises(ConfigError, match="read_only is not writable \\(Permission denied\\)"):
+        run_preprocess(config(demo_data, out))
+    assert list(out.iterdir()) == []
+    if os.geteuid() != 0:  # root writes anywhere: the real permission only bites others
+        monkeypatch.undo()
+        out.chmod(0o555)
+        try:
+            with pytest.raises(ConfigError, match="not writable"):
+                run_preprocess(config(demo_data, out))
+        finally:
+            out.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------- data folder
+
+
+def test_no_patient_in_common_is_a_one_line_error(tmp_path: Path, demo_data: Path) -> None:
+    n_labels = len(rsna.read_labels(demo_data))
+    cases = {}
+    missing = tmp_path / "missing"  # no images folder at all
+    missing.mkdir()
+    shutil.copy(demo_data / rsna.LABELS_NAME, missing)
+    cases[missing] = "0 DICOM files in"
+    empty = tmp_path / "empty"
+    (empty / rsna.TRAIN_IMAGES_DIR).mkdir(parents=True)
+    shutil.copy(demo_data / rsna.LABELS_NAME, empty)
+    cases[empty] = "0 DICOM files in"
+    other = tmp_path / "other"  # images of other patients
+    shutil.copytree(demo_data, other)
+    (other / rsna.LABELS_NAME).write_text(rsna.LABELS_NAME and
+                                          "patientId,x,y,width,height,Target\nnobody,,,,,0\n")
+    cases[other] = f"{N_DEMO} DICOM files in"
+    for folder, found in cases.items():
+        with pytest.raises(DataSourceError) as err:
+            run_preprocess(config(folder, tmp_path / "out"))
+        msg = str(err.value)
+        assert "\n" not in msg and str(folder) in msg and found in msg and "0 in common" in msg
+        assert f"{rsna.TRAIN_IMAGES_DIR}/<patientId>.dcm" in msg
+    assert f"{n_labels} patients in" in str(err.value) or "1 patients in" in str(err.value)
+    proc = _script("--data-dir", str(empty), "--out-dir", str(tmp_path / "o"), env_root=tmp_path)
+    _, err_text = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in err_text
+    assert err_text.startswith("error: ") and "0 in common" in err_text
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_bad_label_boxes_are_reported_not_fatal(tmp_path: Path, demo_data: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    labels = (data / rsna.LABELS_NAME).read_text().splitlines()
+    header, rows = labels[0], labels[1:]
+    pos = next(r.split(",")[0] for r in rows if r.endswith(",1"))
+    pos_rows = [r for r in rows if r.startswith(pos + ",")]
+    neg = next(r.split(",")[0] for r in rows if r.endswith(",0"))
+    rows = [r for r in rows if not r.startswith(pos + ",")] + [
+        f"{pos},10,20,inf,40,1",           # not finite
+        f"{pos},10,20,-5,40,1",            # negative width
+        f"{pos},5000,20,30,40,1",          # wholly off the 1024x1024 image
+        f"{pos},1000,-10,100,50,1",        # partly off: clipped to [1000, 0, 24, 40]
+        pos_rows[0], pos_rows[0],          # doubled: collapsed
+        *[r for r in rows if r.startswith(neg + ",")],  # a negative row doubled
+    ]
+    (data / rsna.LABELS_NAME).write_text("\n".join([header, *rows]) + "\n")
+    out = tmp_path / "out"
+    summary = run_preprocess(config(data, out, size=1024 // 16))
+    assert summary.skipped == 0 and summary.written == N_DEMO
+    assert summary.labels == {"invalid_rows": 3, "duplicate_rows": 2, "clipped_boxes": 1,
+                              "positives_without_box": 0}
+    assert read_stats(out)["labels"] == summary.labels
+    skipped = read_csv(out / "skipped.csv")
+    bad = skipped[skipped["file"] == str(data / rsna.LABELS_NAME)]
+    assert len(bad) == 3 and all(f"patient {pos}" in r for r in bad["reason"])
+    assert sum("not finite" in r for r in bad["reason"]) == 1
+    assert sum("wholly outside the 1024x1024 image" in r for r in bad["reason"]) == 1
+    boxes = read_manifest(out).set_index("patientId").loc[pos, "boxes"]
+    s = 64 / 1024
+    first = [float(v) for v in pos_rows[0].split(",")[1:5]]
+    np.testing.assert_allclose(boxes, [[1000 * s, 0, 24 * s, 40 * s], [v * s for v in first]],
+                               atol=0.006)
+    assert "3 with an unusable box" in summary.line() and "2 duplicates" in summary.line()
+
+
+def test_unusable_images_are_skipped_with_their_reason(tmp_path: Path, demo_data: Path) -> None:
+    import pydicom
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_data, data)
+    images = data / rsna.TRAIN_IMAGES_DIR
+    ids = sorted(p.stem for p in images.glob("*.dcm"))
+    huge, blank = images / f"{ids[1]}.dcm", images / f"{ids[2]}.dcm"
+    ds = pydicom.dcmread(huge)  # a JPEG of 1024x1024 claiming 60000x60000 (header and frame)
+    ds.Rows = ds.Columns = 60000
+    ds.save_as(huge)
+    raw = bytearray(huge.read_bytes())
+    sof = raw.find(b"\xff\xc0")
+    raw[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+    huge.write_bytes(bytes(raw))
+    ds = pydicom.dcmread(blank)  # a window that maps every pixel to black
+    ds.WindowCenter, ds.WindowWidth = 5000, 10
+    ds.save_as(blank)
+    out = tmp_path / "out"
+    summary = run_preprocess(config(data, out))
+    assert summary.skipped == 2 and summary.written == N_DEMO - 2
+    reasons = dict(read_csv(out / "skipped.csv").itertuples(index=False, name=None))
+    assert "above the 16384 px per side" in reasons[str(huge)]
+    assert "no usable contrast" in reasons[str(blank)]
+    assert not set(read_manifest(out)["patientId"]) & {ids[1], ids[2]}
+
+
+def test_a_moved_project_keeps_its_processed_data(tmp_path: Path, demo_data: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "project"
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(root))
+    shutil.copytree(demo_data, paths.demo_dir())
+    first = run_preprocess(config(paths.demo_dir(), paths.processed_dir()))
+    assert first.written == N_DEMO
+    source = read_stats(paths.processed_dir())["source"]
+    assert source["path"] == "data/demo"  # relative to the repository root
+    assert source["abs_path"] == str(paths.demo_dir().resolve())
+
+    moved = tmp_path / "elsewhere" / "renamed-project"
+    shutil.copytree(root, moved)
+    shutil.rmtree(root)
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(moved))
+    again = run_preprocess(config(paths.demo_dir(), paths.processed_dir()))
+    assert again.written == 0 and again.reused == N_DEMO  # accepted, nothing redone
+    assert read_stats(paths.processed_dir())["source"]["path"] == "data/demo"
+    assert ensure_processed(data_dir=paths.demo_dir(), progress=False) == paths.processed_dir()
+    # the same labels with another set of images is another source
+    extra = paths.demo_dir() / rsna.TRAIN_IMAGES_DIR
+    shutil.copy(next(extra.glob("*.dcm")), extra / "extra.dcm")
+    with pytest.raises(DataSourceError, match="another data source"):
+        run_preprocess(config(paths.demo_dir(), paths.processed_dir()))
 
 
 # ----------------------------------------------------------------------------- resume + CLI

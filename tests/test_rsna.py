@@ -113,11 +113,45 @@ def test_negative_row_with_box(tmp_path: Path) -> None:
         rsna.read_labels(write(tmp_path, HEADER + "a,1,2,3,4,0\n"))
 
 
-def test_non_numeric_and_degenerate_boxes(tmp_path: Path) -> None:
+def test_non_numeric_box_is_a_malformed_file(tmp_path: Path) -> None:
     with pytest.raises(LabelsError, match="non-numeric box field"):
         rsna.read_labels(write(tmp_path / "a", HEADER + "a,1,two,3,4,1\n"))
-    with pytest.raises(LabelsError, match="width or height <= 0"):
-        rsna.read_labels(write(tmp_path / "b", HEADER + "a,1,2,0,4,1\n"))
+
+
+def test_bad_boxes_are_ignored_clipped_or_collapsed_and_reported(tmp_path: Path) -> None:
+    folder = write(tmp_path, HEADER + (
+        "neg,,,,,0\n"
+        "inf-w,10,20,inf,40,1\n"            # line 3: not finite
+        "inf-w,100,100,50,50,1\n"           #   its other box is fine
+        "nan-x,nan,20,30,40,1\n"            # line 5: not finite; the patient's only box
+        "zero,1,2,0,4,1\n"                  # line 6: width 0
+        "neg-w,1,2,-5,4,1\n"                # line 7: negative width
+        "off,2000,10,30,30,1\n"             # line 8: wholly right of the image
+        "off,-100,10,50,50,1\n"             # line 9: wholly left of it (x + w <= 0)
+        "part,1000,-10,100,50,1\n"          # partly off: clipped to [1000, 0, 24, 40]
+        "dup,10,10,20,20,1\n"
+        "dup,10,10,20,20,1\n"               # exact copy: collapsed
+        "neg,,,,,0\n"                       # exact copy of a negative row: collapsed
+    ))
+    df, report = rsna.parse_labels(folder)
+    rec = df.set_index("patientId")
+    assert rec.loc["inf-w", "boxes"] == [[100.0, 100.0, 50.0, 50.0]]
+    assert rec.loc["part", "boxes"] == [[1000.0, 0.0, 24.0, 40.0]]
+    assert rec.loc["dup", "boxes"] == [[10.0, 10.0, 20.0, 20.0]]
+    # a positive left with no valid box stays positive, without a box, and is counted
+    for pid in ("nan-x", "zero", "neg-w", "off"):
+        assert rec.loc[pid, "Target"] == 1 and rec.loc[pid, "boxes"] == []
+    assert [(r.line, r.patient_id) for r in report.invalid_rows] == [
+        (3, "inf-w"), (5, "nan-x"), (6, "zero"), (7, "neg-w"), (8, "off"), (9, "off")]
+    reasons = [r.reason for r in report.invalid_rows]
+    assert "not finite" in reasons[0] and "<= 0" in reasons[2] and "outside" in reasons[4]
+    assert report.counts() == {"invalid_rows": 6, "duplicate_rows": 2, "clipped_boxes": 1,
+                               "positives_without_box": 4}
+    assert rsna.read_labels(folder).equals(df)
+    # the image's own size, when known, bounds the boxes instead of RSNA's 1024
+    small, report = rsna.parse_labels(folder, image_size=512)
+    assert small.set_index("patientId").loc["part", "boxes"] == []
+    assert report.counts()["invalid_rows"] == 7
 
 
 def test_inconsistent_target_for_one_patient(tmp_path: Path) -> None:

@@ -27,6 +27,8 @@ whatever the number of worker processes.
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import functools
 import io
 import json
@@ -1073,6 +1075,10 @@ def read_demo_info(data_dir: str | Path) -> dict[str, Any] | None:
         return None
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
 def _identity(n: int, seed: int, config: DemoConfig) -> dict[str, Any]:
     """What makes two generations produce the same files."""
     return json.loads(json.dumps({
@@ -1090,11 +1096,47 @@ def _same_dataset(out: Path, identity: dict[str, Any]) -> bool:
         images.is_dir() and sum(1 for _ in images.glob("*.dcm")) == identity["n"]
 
 
-def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
-    """Refuse foreign folders; mark ``out`` as a demo dataset in progress; clear earlier files.
+def _describe(identity: dict[str, Any]) -> str:
+    """``n=.., seed=..`` (and "other parameters" when only those differ) for messages."""
+    return f"n={identity.get('n')}, seed={identity.get('seed')}"
 
-    The in-progress marker is written before anything is deleted, so a run killed at any point
-    leaves a folder that the next run recognises as its own (and never one that looks complete).
+
+def _recorded_identity(out: Path) -> dict[str, Any]:
+    """The identity of the dataset in ``out``: its demo_info.json, else its in-progress marker."""
+    info = read_demo_info(out)
+    if info is None:
+        try:
+            info = json.loads((out / IN_PROGRESS_MARKER).read_text())
+        except (OSError, ValueError):
+            info = None
+    return info if isinstance(info, dict) else {}
+
+
+def _own_dicom_names(out: Path, identity: dict[str, Any]) -> set[str]:
+    """File names of the DICOMs an earlier generation wrote in ``out``.
+
+    The patient ids listed in its labels CSV, plus the ids its recorded n and seed draw (an id
+    is the first draw of :func:`case_rng`, so a killed run's files are known without its CSV).
+    """
+    names: set[str] = set()
+    with contextlib.suppress(OSError, csv.Error, UnicodeDecodeError):
+        with open(out / LABELS_CSV, newline="") as fh:
+            names.update(f"{row['patientId']}.dcm" for row in csv.DictReader(fh)
+                         if row.get("patientId"))
+    n, seed = identity.get("n"), identity.get("seed")
+    if isinstance(n, int) and isinstance(seed, int) and n > 0 and seed >= 0:
+        names.update(f"{_patient_id(case_rng(seed, i))}.dcm" for i in range(n))
+    return names
+
+
+def _prepare_out_dir(out: Path, identity: dict[str, Any], overwrite: bool = False) -> None:
+    """Refuse foreign folders and complete demo sets of another identity (unless ``overwrite``);
+    mark ``out`` as a demo dataset in progress; delete the earlier generation's own files.
+
+    Only the demo's own files go: its CSVs, demo_info.json, its DICOMs (by name) and their
+    temporaries; anything else in the folder stays. The in-progress marker is written before
+    anything is deleted, so a run killed at any point leaves a folder that the next run
+    recognises as its own (and never one that looks complete).
     """
     if out.exists() and not out.is_dir():
         raise DataSourceError(f"{out} is a file, not a folder. Pass --out with a folder path.")
@@ -1106,6 +1148,17 @@ def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
                 "to write synthetic files beside what may be real data. Choose an empty or new "
                 "folder (e.g. the default data/demo), or empty this one yourself."
             )
+    earlier = _recorded_identity(out) if out.is_dir() else {}
+    if is_demo_dataset(out) and not overwrite:
+        # A finished dataset is someone's data: replacing it takes an explicit --overwrite.
+        what = (_describe(earlier) if _describe(earlier) != _describe(identity)
+                else f"{_describe(earlier)} but other generator parameters or files")
+        raise DataSourceError(
+            f"{out} already holds a demo dataset with {what}; this run asks for "
+            f"{_describe(identity)}. Run with --overwrite to replace it (only the demo's own "
+            f"files are deleted), or choose another --out."
+        )
+    own = _own_dicom_names(out, earlier) if out.is_dir() else set()
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / IN_PROGRESS_MARKER, {"synthetic": True, **identity})
     (out / DEMO_INFO_JSON).unlink(missing_ok=True)
@@ -1114,24 +1167,31 @@ def _prepare_out_dir(out: Path, identity: dict[str, Any]) -> None:
     images = out / TRAIN_IMAGES_DIR
     if images.is_dir():
         for f in images.iterdir():
-            if f.suffix in (".dcm", ".tmp") and f.is_file():
+            # atomic_write's temporaries are ".<name>.<random>.tmp"
+            temp_of = f.name[1:].rsplit(".", 2)[0] if f.name.startswith(".") and \
+                f.name.endswith(".tmp") else None
+            if (f.name in own or temp_of in own) and f.is_file():
                 f.unlink()
 
 
 def make_demo_dataset(out_dir: str | Path, n: int = DEMO_DEFAULT_N, seed: int = 0,
                       workers: int | None = None, config: DemoConfig | None = None,
-                      progress: bool = True, chunk_size: int = 25) -> dict[str, Any]:
+                      progress: bool = True, chunk_size: int = 25,
+                      overwrite: bool = False) -> dict[str, Any]:
     """Write a synthetic RSNA-format dataset of ``n`` images to ``out_dir``.
 
     Args:
-        out_dir: target folder; must be empty, absent, or an earlier demo dataset (which is
-            replaced, or kept as it is when it already has the same n, seed and parameters).
+        out_dir: target folder; must be empty, absent, or an earlier demo dataset: kept as it
+            is when it already has the same n, seed and parameters, replaced when it is
+            incomplete (a killed run) or with ``overwrite``, refused otherwise.
         n: number of images (patients).
         seed: dataset seed; image ``i`` is drawn from ``(seed, i)`` alone.
         workers: processes (None: all CPUs; 1: in this process). Output is identical for any.
         config: rendering knobs.
         progress: show a tqdm bar.
         chunk_size: images per task sent to a worker.
+        overwrite: replace a complete demo dataset of another n, seed or parameters (only its
+            own files are deleted; anything else in the folder stays).
 
     Worker processes are started with the ``spawn`` method (safe beside threads, e.g. in a
     notebook or after importing torch), so a script that calls this with ``workers != 1`` needs
@@ -1142,14 +1202,17 @@ def make_demo_dataset(out_dir: str | Path, n: int = DEMO_DEFAULT_N, seed: int = 
         held this exact dataset), ``counts``, ``elapsed_s``, ``images_per_s``, ``workers``.
 
     Raises:
-        DataSourceError: ``out_dir`` is not empty and not a demo dataset.
-        ConfigError: ``n`` < 1 or ``workers`` < 1.
+        DataSourceError: ``out_dir`` is not empty and not a demo dataset, or holds a complete
+            demo dataset of another identity (without ``overwrite``).
+        ConfigError: ``n`` < 1, ``seed`` < 0 or ``workers`` < 1 (named by their flags).
     """
     config = config or DemoConfig()
-    if int(n) < 1:
-        raise ConfigError(f"n must be at least 1, got {n}.")
-    if workers is not None and int(workers) < 1:
-        raise ConfigError(f"workers must be at least 1, got {workers}.")
+    if not _is_int(n) or int(n) < 1:
+        raise ConfigError(f"--n: expected a positive integer, got {n}.")
+    if not _is_int(seed) or int(seed) < 0:
+        raise ConfigError(f"--seed: expected a non-negative integer, got {seed}.")
+    if workers is not None and (not _is_int(workers) or int(workers) < 1):
+        raise ConfigError(f"--workers: expected a positive integer, got {workers}.")
     out = Path(out_dir)
     identity = _identity(n, seed, config)
     if out.is_dir() and _same_dataset(out, identity):
@@ -1157,7 +1220,7 @@ def make_demo_dataset(out_dir: str | Path, n: int = DEMO_DEFAULT_N, seed: int = 
         return {"out_dir": str(out), "n": int(n), "seed": int(seed), "skipped": True,
                 "counts": info.get("counts"), "elapsed_s": 0.0, "images_per_s": None,
                 "workers": 0}
-    _prepare_out_dir(out, identity)
+    _prepare_out_dir(out, identity, overwrite)
     images_dir = out / TRAIN_IMAGES_DIR
     images_dir.mkdir(exist_ok=True)
 

@@ -40,6 +40,25 @@ and hands every other file to pydicom.
 
 Every failure to read a file raises :class:`~pneumocam.errors.DicomReadError` with the
 file and a one-line reason (it goes to ``skipped.csv``); nothing else escapes for a bad file.
+
+Files that decode but are not usable radiographs are rejected the same way, so that neither
+preprocessing nor prediction gives a confident answer on a blank image:
+
+- non-finite values after the modality transform (a Rescale Slope of NaN or 1e400, NaN float
+  pixels);
+- no usable contrast: the windowed image spans less than half a grey level (a blank image,
+  or a window that maps everything to one value);
+- a header size that cannot be right, checked *before* decoding so memory stays bounded:
+  more than :data:`MAX_IMAGE_SIDE` pixels on a side, a JPEG / JPEG-LS / JPEG 2000 frame whose
+  own size differs from Rows/Columns, or a Huffman-coded JPEG frame too short for the pixels
+  the header claims (more than :data:`MAX_PIXELS_PER_JPEG_BYTE` pixels per byte);
+- :func:`load_dicom_resized` and :func:`load_image_file` (the readers preprocessing and
+  prediction use) also reject images under :data:`MIN_IMAGE_SIDE` pixels on a side;
+  :func:`read_dicom` keeps small images (unit tests use 2x2 arrays).
+
+A window that cannot be applied (Window Width <= 0, or below 1 for LINEAR; a non-finite
+Window Center or Width) is not an error: it is ignored with a note and the default range
+(the Bits Stored range through the modality transform) is used, by both paths alike.
 """
 
 from __future__ import annotations
@@ -76,6 +95,9 @@ from . import dicom_scan
 from .errors import DicomReadError
 
 __all__ = [
+    "MAX_IMAGE_SIDE",
+    "MAX_PIXELS_PER_JPEG_BYTE",
+    "MIN_IMAGE_SIDE",
     "SYNTHETIC_PRIVATE_CREATOR",
     "SYNTHETIC_PRIVATE_CREATOR_TAG",
     "SYNTHETIC_STUDY_DESCRIPTION",
@@ -99,6 +121,24 @@ SYNTHETIC_STUDY_DESCRIPTION = "SYNTHETIC DEMO - pneumocam"
 #: Alternative marker: a private creator element (0009,0010) with this value.
 SYNTHETIC_PRIVATE_CREATOR_TAG = 0x00090010
 SYNTHETIC_PRIVATE_CREATOR = "PNEUMOCAM SYNTHETIC DEMO"
+
+#: Smallest side (pixels) of an image the resizing readers accept: below it there is no
+#: radiograph to speak of (a 1x1 PNG, a thumbnail), only a confident answer on nothing.
+MIN_IMAGE_SIDE = 32
+#: Largest side (pixels) accepted: real radiographs are at most about 4300 px; a header that
+#: claims more is corrupt or hostile, and decoding it could take tens of GB.
+MAX_IMAGE_SIDE = 16384
+#: A Huffman-coded JPEG needs at least 2 bits per 8x8 block (lossless: 1 bit per pixel), i.e.
+#: at most 256 pixels per byte; 4x that margin still flags a frame too short for its header.
+MAX_PIXELS_PER_JPEG_BYTE = 1024
+# Half a grey level: an image spanning less than this after windowing is blank.
+_MIN_CONTRAST = 0.5 / 255
+# Huffman-coded JPEG transfer syntaxes (Baseline, Extended, Lossless, Lossless SV1).
+_HUFFMAN_JPEG = frozenset({"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51",
+                           "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"})
+# Start-of-frame markers of JPEG (SOF0-15 but DHT, JPG, DAC) and JPEG-LS (SOF55).
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
+                          0xCE, 0xCF, 0xF7})
 
 # BT.601 luma weights (R, G, B): the Y of YBR_FULL, what a gray radiograph would have been.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -232,6 +272,82 @@ def _one_line(text: object, limit: int = 200) -> str:
 def _exc_reason(exc: BaseException) -> str:
     msg = _one_line(exc)
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+class _Unusable(ValueError):
+    """Pixels that decode but make no radiograph (non-finite values); the message is the reason."""
+
+
+def _codestream_size(frame: bytes) -> tuple[int, int] | None:
+    """``(rows, columns)`` a JPEG / JPEG-LS (SOF) or JPEG 2000 (SIZ) codestream declares.
+
+    Reads marker segments only, no entropy-coded data; None when the stream is of another
+    kind or the size is not found before the first scan.
+    """
+    frame = bytes(frame[:65536])  # the frame header is near the start
+    if frame[:4] == b"\xff\x4f\xff\x51" and len(frame) >= 24:  # J2K: SOC then SIZ
+        xsiz, ysiz, xo, yo = (int.from_bytes(frame[i:i + 4], "big") for i in (8, 12, 16, 20))
+        return ysiz - yo, xsiz - xo
+    if frame[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(frame)
+    while i + 4 <= n:
+        if frame[i] != 0xFF:
+            return None
+        marker = frame[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # no length field
+            i += 2
+            continue
+        if marker in _SOF_MARKERS:
+            if i + 9 > n:
+                return None
+            return (int.from_bytes(frame[i + 5:i + 7], "big"),
+                    int.from_bytes(frame[i + 7:i + 9], "big"))
+        if marker == 0xDA:  # a scan before any frame header
+            return None
+        i += 2 + int.from_bytes(frame[i + 2:i + 4], "big")
+    return None
+
+
+def _size_problem(rows: int, cols: int, transfer_syntax: str | None,
+                  frame: bytes | None) -> str | None:
+    """Why a header size cannot be decoded safely (checked before decoding), or None.
+
+    ``frame``: the first encapsulated frame (None for native data or when unknown).
+    """
+    if rows > MAX_IMAGE_SIDE or cols > MAX_IMAGE_SIDE:
+        return (f"header claims {cols}x{rows} pixels (Columns x Rows), above the "
+                f"{MAX_IMAGE_SIDE} px per side a radiograph can have; corrupt header")
+    if frame is None:
+        return None
+    declared = _codestream_size(frame)
+    if declared is not None and declared[0] and declared != (rows, cols):
+        return (f"the compressed frame is {declared[1]}x{declared[0]} pixels but the header "
+                f"says {cols}x{rows} (Columns x Rows); corrupt header or frame")
+    if str(transfer_syntax) in _HUFFMAN_JPEG and rows * cols > MAX_PIXELS_PER_JPEG_BYTE * len(frame):
+        return (f"header claims {cols}x{rows} pixels but the JPEG frame has only {len(frame)} "
+                f"bytes, far too few to encode them; corrupt or truncated file")
+    return None
+
+
+def _check_min_side(path: Path, rows: int | None, cols: int | None) -> None:
+    """Reject an image too small to be a radiograph (the resizing readers' rule)."""
+    if rows and cols and (rows < MIN_IMAGE_SIDE or cols < MIN_IMAGE_SIDE):
+        raise DicomReadError(
+            path, f"image is {cols}x{rows} pixels, below the minimum of {MIN_IMAGE_SIDE} px per "
+                  f"side; not a usable radiograph")
+
+
+def _check_contrast(path: Path, image01: np.ndarray) -> None:
+    """Reject an image that is (nearly) one value after windowing: nothing to classify."""
+    lo, hi = float(image01.min()), float(image01.max())
+    if hi - lo < _MIN_CONTRAST:
+        raise DicomReadError(
+            path, f"no usable contrast: every pixel is {lo:.3f} on the 0-1 scale after "
+                  f"windowing (a blank image, or a window that hides everything)")
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -496,6 +612,12 @@ def _gray_to_unit(arr: np.ndarray, ds: Dataset, notes: list[str] | None = None) 
     has_mlut = bool(ds.get("ModalityLUTSequence"))
     has_rescale = "RescaleSlope" in ds and "RescaleIntercept" in ds
     x = apply_modality_lut(arr, ds) if (has_mlut or has_rescale) else arr
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        what = ("after the modality transform (Rescale Slope "
+                f"{ds.get('RescaleSlope')!s}, Intercept {ds.get('RescaleIntercept')!s})"
+                if has_rescale else "in the pixel data" if not has_mlut
+                else "after the Modality LUT")
+        raise _Unusable(f"non-finite pixel values {what}")
 
     voi_items = ds.get("VOILUTSequence")
     center = _first(ds.get("WindowCenter"))
@@ -524,7 +646,7 @@ def _gray_to_unit(arr: np.ndarray, ds: Dataset, notes: list[str] | None = None) 
             + (f" (first of {vm})" if vm > 1 else "")
         )
     else:
-        if center is not None or width is not None:
+        if "WindowCenter" in ds or "WindowWidth" in ds:  # zero, negative or non-finite
             notes.append("invalid window ignored; used full range")
         amin, amax = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
         if np.issubdtype(arr.dtype, np.floating):  # Float Pixel Data: no Bits Stored range
@@ -586,6 +708,15 @@ def _decode_first_frame(
         raise DicomReadError(
             path, f"zero-size or missing image dimensions (Rows={rows}, Columns={cols})"
         )
+    frame = None
+    if ts.is_encapsulated and "PixelData" in ds:
+        try:
+            frame = get_frame(ds.PixelData, 0, number_of_frames=_n_frames(ds))
+        except Exception:  # odd fragment layouts: the decoder reports them
+            frame = None
+    problem = _size_problem(rows, cols, str(ts), frame)
+    if problem is not None:
+        raise DicomReadError(path, problem)
     try:
         decoder = get_decoder(ts)
     except NotImplementedError as exc:
@@ -676,10 +807,13 @@ def _to_unit_image_inner(ds: Dataset, path: Path, notes: list[str], truncated: b
             raise DicomReadError(path, f"unsupported Samples per Pixel {spp}")
     except DicomReadError:
         raise
+    except _Unusable as exc:
+        raise DicomReadError(path, str(exc)) from exc
     except Exception as exc:  # malformed LUTs, windows, palette...
         raise DicomReadError(
             path, f"cannot apply LUT/colour transforms ({_exc_reason(exc)})"
         ) from exc
+    _check_contrast(path, image)
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
@@ -792,6 +926,9 @@ def _rsna_like_pixels(
         and meta.n_frames == 1
         and meta.rows
         and meta.columns
+        # out-of-range sizes go to the full path, which rejects them with the reason
+        and MIN_IMAGE_SIDE <= meta.rows <= MAX_IMAGE_SIDE
+        and MIN_IMAGE_SIDE <= meta.columns <= MAX_IMAGE_SIDE
         and samples_per_pixel in (None, 1)
         and bits_allocated == 8
         and pixel_representation in (None, 0)
@@ -849,10 +986,15 @@ def _reduced_decode(
     # A truncated stream decodes "fine" with libjpeg (grey fill + warning): require the EOI marker.
     if not bytes(frame[-4:]).rstrip(b"\x00").endswith(b"\xff\xd9"):
         return None
+    # A header size the frame cannot hold: checked before decoding (the full path says why).
+    if _size_problem(rows, cols, JPEGBaseline8Bit, frame) is not None:
+        return None
     img = cv2.imdecode(
         np.frombuffer(frame, dtype=np.uint8), _REDUCED_FLAGS[k] | cv2.IMREAD_IGNORE_ORIENTATION
     )
     if img is None or img.dtype != np.uint8 or img.shape != (rows // k, cols // k):
+        return None
+    if img.min() == img.max():  # blank at this scale: the full decode decides (and says why)
         return None
     reduced = SquareGeometry(
         height=rows // k,
@@ -878,7 +1020,9 @@ def load_dicom_resized(path: str | Path, size: int = 224, fast: bool = True) -> 
         ``geometry`` for mapping boxes, ``fast_path`` telling which path ran.
 
     Raises:
-        DicomReadError: for any file that cannot become a radiograph.
+        DicomReadError: for any file that cannot become a radiograph, including one under
+            :data:`MIN_IMAGE_SIDE` pixels on a side, blank, non-finite or with an impossible
+            header size (see the module docstring).
     """
     if int(size) < 1:
         raise ValueError(f"size must be >= 1, got {size}")
@@ -891,6 +1035,8 @@ def load_dicom_resized(path: str | Path, size: int = 224, fast: bool = True) -> 
     notes: list[str] = []
     ds, truncated = _dcmread(path, notes)
     meta = _safe_meta(ds, path)
+    if any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        _check_min_side(path, meta.rows, meta.columns)  # (no pixels at all: decoding says so)
     if fast:
         try:
             result = _fast_decode(ds, meta, size) if _fast_path_ok(ds, meta) else None
@@ -1030,7 +1176,9 @@ def load_image_file(path: str | Path, size: int = 224) -> Radiograph:
     starts like a DICOM is handed to :func:`load_dicom_resized`.
 
     Raises:
-        DicomReadError: missing, empty or unreadable image (the reason names the problem).
+        DicomReadError: missing, empty or unreadable image, one under :data:`MIN_IMAGE_SIDE` or
+            over :data:`MAX_IMAGE_SIDE` pixels on a side, non-finite or blank (the reason names
+            the problem).
     """
     from PIL import Image, ImageOps  # local: only the predict command needs it
 
@@ -1049,6 +1197,11 @@ def load_image_file(path: str | Path, size: int = 224) -> Radiograph:
     notes: list[str] = []
     try:
         with Image.open(path) as im:
+            width, height = im.size  # from the header: checked before decoding
+            _check_min_side(path, height, width)
+            if height > MAX_IMAGE_SIDE or width > MAX_IMAGE_SIDE:
+                raise DicomReadError(path, f"image is {width}x{height} pixels, above the "
+                                           f"{MAX_IMAGE_SIDE} px per side a radiograph can have")
             im.load()
             im = ImageOps.exif_transpose(im)
             mode = im.mode
@@ -1070,6 +1223,9 @@ def load_image_file(path: str | Path, size: int = 224) -> Radiograph:
         raise DicomReadError(path, f"not a readable PNG/JPEG image ({_exc_reason(exc)})") from exc
     if arr.ndim != 2 or arr.size == 0:
         raise DicomReadError(path, f"not a 2-D image: shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise DicomReadError(path, "non-finite pixel values (NaN or infinity)")
+    _check_contrast(path, np.clip(arr, 0.0, 1.0))
     resized, geo = square_and_resize(np.clip(arr, 0.0, 1.0), int(size))
     meta = DicomMeta(rows=arr.shape[0], columns=arr.shape[1])
     return Radiograph(image=to_uint8(resized), meta=meta, notes=notes, geometry=geo)

@@ -26,17 +26,29 @@ Design decisions:
   ``last_run`` and ``provenance`` blocks aside). Stale ``*.tmp`` files are removed at start.
   An advisory lock (``.preprocess.lock``) keeps two runs out of one folder, and workers exit
   when their parent dies.
+- **Only its own folder**: preprocessing writes into a missing or empty folder, or one it made
+  (its ``stats.json`` or ``preprocess_config.json`` is there); any other folder is refused,
+  ``overwrite`` or not, and an output folder it cannot write to is refused before any work.
+  ``overwrite`` deletes only what preprocessing wrote: the arrays its manifest lists, its own
+  named files (manifest, stats, skipped list, config, temporary files) and its
+  ``<split>/<label>/`` and ``<split>/`` folders when they are then empty. A user's file
+  anywhere in the folder (even in ``train/0/``) stays.
 - **Never mix sources**: ``preprocess_config.json`` (written first) and ``stats.json`` name the
-  source (kind, path, a hash of the labels file) and the parameters; a run whose source or
-  size/split/decode parameters differ from what the folder holds stops with
-  :class:`DataSourceError` unless ``overwrite`` (which first deletes the earlier arrays,
-  manifest, stats and skipped list; nothing else in the folder). The kind is ``demo`` when
+  source: its identity (a hash of the labels file, the number and a hash of the sorted names of
+  the training DICOMs, whether the folder is marked as demo data) and, for information, where it
+  was (``path``: relative to the repository root when under it, so a moved or copied project
+  keeps working; ``abs_path``). A run whose source identity or size/split/decode parameters
+  differ from what the folder holds stops with :class:`DataSourceError` unless ``overwrite``.
+  The kind is ``demo`` when
   the folder is a demo dataset (``demo_info.json``) and every DICOM carries the generator's
   marker, ``rsna`` when neither does, and ``other`` for a mixture: never ``rsna`` for anything
   synthetic.
 - **Bad input never stops the run**: every DICOM that fails is listed in ``skipped.csv`` with its
-  reason, as are labels without a DICOM and DICOMs without labels; the run ends with one summary
-  line.
+  reason, as are labels without a DICOM, DICOMs without labels and label rows with an unusable
+  box (``file`` is the labels CSV, the reason names the line; see :mod:`pneumocam.rsna` for the
+  box rules); duplicate label rows collapsed, boxes clipped and positives left without a box
+  are counted in ``stats.json`` (``labels``) and the summary line. A data folder where no
+  labelled patient has a DICOM is an error, not an empty run.
 """
 
 from __future__ import annotations
@@ -50,8 +62,8 @@ import io
 import json
 import multiprocessing
 import os
-import shutil
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -69,7 +81,13 @@ from tqdm import tqdm
 
 from . import dicom, paths, rsna
 from .atomic import atomic_write
-from .errors import ConfigError, DataSourceError, DicomReadError, ProcessedDataError
+from .errors import (
+    ConfigError,
+    DataSourceError,
+    DicomReadError,
+    PneumocamError,
+    ProcessedDataError,
+)
 from .processed import (
     MANIFEST_COLUMNS,
     MANIFEST_NAME,
@@ -103,7 +121,8 @@ class PreprocessConfig:
         val_fraction, test_fraction: share of patients (per class) in val and test.
         seed: seed of the patient split.
         workers: decoding worker processes; None: ``os.cpu_count()``.
-        overwrite: delete earlier outputs in ``out_dir`` (any source) before writing.
+        overwrite: delete what an earlier run wrote in ``out_dir`` (any source; never other
+            files) before writing.
         fast: allow the reduced-size JPEG decode (DCT scaling) when it is exact enough.
         n_demo: images in the demo dataset when it has to be generated.
         progress: show a tqdm progress bar.
@@ -141,6 +160,8 @@ class PreprocessSummary:
         seconds: wall time of the run (demo generation excluded).
         images_per_second: ``(written + reused) / seconds``.
         counts: ``{split: {"0": n, "1": n}}`` of the images in the manifest.
+        labels: :meth:`pneumocam.rsna.LabelReport.counts` (invalid rows, duplicates collapsed,
+            boxes clipped, positives without a box).
     """
 
     out_dir: Path
@@ -153,6 +174,7 @@ class PreprocessSummary:
     seconds: float
     images_per_second: float
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    labels: dict[str, int] = field(default_factory=dict)
 
     @property
     def n_images(self) -> int:
@@ -166,10 +188,19 @@ class PreprocessSummary:
         return (
             f"preprocess: {self.n_images} images in {self.out_dir} ({self.written} written, "
             f"{self.reused} reused), {self.skipped} unreadable, {self.missing_dicom} labels "
-            f"without DICOM, {self.unlabeled} DICOMs without label; source {kind} "
+            f"without DICOM, {self.unlabeled} DICOMs without label{self._label_note()}; "
+            f"source {kind} "
             f"{self.source.get('path')}{tag}; {self.seconds:.1f} s "
             f"({self.images_per_second:.1f} images/s)"
         )
+
+    def _label_note(self) -> str:
+        c = self.labels
+        if not any(c.values()):
+            return ""
+        return (f", label rows: {c.get('invalid_rows', 0)} with an unusable box (ignored), "
+                f"{c.get('duplicate_rows', 0)} duplicates collapsed, {c.get('clipped_boxes', 0)} "
+                f"boxes clipped, {c.get('positives_without_box', 0)} positives without a box")
 
 
 # ----------------------------------------------------------------------------- the split
@@ -290,10 +321,49 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def describe_source(data_dir: Path, layout: rsna.RsnaLayout) -> dict[str, Any]:
-    """``{"kind", "path", "labels_sha256"}`` of a data folder (kind refined after decoding)."""
+def _display_path(path: Path) -> str:
+    """``path`` relative to the repository root (POSIX) when under it, else absolute."""
+    try:
+        return path.resolve().relative_to(paths.repo_root().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _image_set(dicoms: dict[str, Path]) -> dict[str, Any]:
+    """``{"count", "names_sha256"}`` of the training DICOMs (names only: cheap, location-free)."""
+    names = sorted(p.name for p in dicoms.values())
+    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()
+    return {"count": len(names), "names_sha256": digest}
+
+
+def describe_source(data_dir: Path, layout: rsna.RsnaLayout,
+                    dicoms: dict[str, Path] | None = None) -> dict[str, Any]:
+    """The source record of a data folder (kind refined after decoding).
+
+    ``{"kind", "folder_kind", "path", "abs_path", "labels_sha256", "images"}``: the identity is
+    ``folder_kind`` (demo marker present or not), ``labels_sha256`` and ``images``
+    (:func:`_image_set`); ``path`` (relative to the repository root when under it) and
+    ``abs_path`` say where it was, for people.
+    """
     kind = "demo" if rsna.is_demo_dataset(data_dir) else "rsna"
-    return {"kind": kind, "path": str(data_dir), "labels_sha256": _file_sha256(layout.labels_csv)}
+    dicoms = layout.train_dicoms() if dicoms is None else dicoms
+    return {"kind": kind, "folder_kind": kind, "path": _display_path(data_dir),
+            "abs_path": str(data_dir), "labels_sha256": _file_sha256(layout.labels_csv),
+            "images": _image_set(dicoms)}
+
+
+def same_source(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """True when two source records name the same data, wherever its folder now lives.
+
+    Records written before the image set was recorded fall back to comparing the path.
+    """
+    if old.get("labels_sha256") != new.get("labels_sha256"):
+        return False
+    if "folder_kind" in old and old["folder_kind"] != new.get("folder_kind"):
+        return False
+    if "images" in old:
+        return old["images"] == new.get("images")
+    return str(old.get("path")) == str(new.get("abs_path", new.get("path")))
 
 
 def _final_kind(kind: str, n_images: int, n_synthetic: int) -> str:
@@ -346,15 +416,17 @@ def check_compatible(out_dir: Path, source: dict[str, Any], parameters: dict[str
             f"or {CONFIG_NAME}); they could be from another data source. {fix}"
         )
     old_src = earlier.get("source") or {}
-    same_source = (str(old_src.get("path")) == source["path"]
-                   and old_src.get("labels_sha256") == source["labels_sha256"])
-    if not same_source:
+    if not same_source(old_src, source):
+        old_images = old_src.get("images") or {}
         raise DataSourceError(
             f"{out_dir} holds outputs made from another data source:\n"
-            f"  existing: {old_src.get('kind')} data from {old_src.get('path')} "
-            f"(labels sha256 {str(old_src.get('labels_sha256'))[:12]})\n"
-            f"  this run: {source['kind']} data from {source['path']} "
-            f"(labels sha256 {source['labels_sha256'][:12]})\n"
+            f"  existing: {old_src.get('kind')} data from "
+            f"{old_src.get('abs_path', old_src.get('path'))} "
+            f"(labels sha256 {str(old_src.get('labels_sha256'))[:12]}, "
+            f"{old_images.get('count', '?')} DICOMs)\n"
+            f"  this run: {source['kind']} data from {source['abs_path']} "
+            f"(labels sha256 {source['labels_sha256'][:12]}, {source['images']['count']} "
+            f"DICOMs)\n"
             f"Demo and real outputs must never mix. {fix}"
         )
     old_params = {k: (earlier.get("parameters") or {}).get(k) for k in _COMPARED_PARAMETERS}
@@ -366,20 +438,102 @@ def check_compatible(out_dir: Path, source: dict[str, Any], parameters: dict[str
         )
 
 
-def _clear_outputs(out_dir: Path) -> None:
-    """Delete what preprocessing writes (arrays, manifest, stats, skipped, config) and no more."""
+_LABEL_DIRS = ("0", "1")
+_OWN_NAMES = (MANIFEST_NAME, STATS_NAME, SKIPPED_NAME, CONFIG_NAME)
+
+
+def _is_own_scratch(name: str) -> bool:
+    """The lock file and atomic-write temporaries (``.<name>.<random>.tmp``)."""
+    return name == LOCK_NAME or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an output folder that preprocessing did not make, or cannot write to.
+
+    Accepted: a missing folder (created here), an empty one (the lock file and temporaries
+    aside), or one holding ``stats.json`` or ``preprocess_config.json``.
+
+    Raises:
+        ConfigError: the folder (or its parent) is not writable, or is a file.
+        DataSourceError: a non-empty folder without preprocessing's marker files.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out-dir {out_dir} is a file, not a folder; choose a folder.")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise ConfigError(
+            f"--out-dir {out_dir} is not writable ({exc.strerror or exc}); fix its permissions "
+            f"or choose a folder you can write to."
+        ) from exc
+    if any((out_dir / name).is_file() for name in (STATS_NAME, CONFIG_NAME)):
+        return
+    entries = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(out_dir)
+                     if not _is_own_scratch(e.name))
+    if entries:
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+        raise DataSourceError(
+            f"--out-dir {out_dir} is not empty and was not made by preprocessing (no "
+            f"{STATS_NAME} or {CONFIG_NAME}): it holds {shown}. Preprocessing writes only into "
+            f"an empty or new folder (or one it made), and --overwrite never deletes files it "
+            f"did not write: choose an empty --out-dir."
+        )
+
+
+def _own_arrays(out_dir: Path) -> list[Path]:
+    """The arrays the folder's manifest lists (none without a readable manifest)."""
+    path = out_dir / MANIFEST_NAME
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []
+    found = []
+    for row in rows:
+        rel = str(row.get("array_file") or "")
+        parts = rel.split("/")
+        # Only <split>/<label>/<name>.npy, never a path that leaves the folder.
+        if (len(parts) == 3 and parts[0] in SPLITS and parts[1] in _LABEL_DIRS
+                and parts[2].endswith(".npy") and parts[2] not in (".npy", "..npy")):
+            found.append(out_dir / rel)
+    return found
+
+
+def _clear_outputs(out_dir: Path, patient_ids: Iterable[str] = ()) -> None:
+    """Delete what preprocessing wrote, and no more (``--overwrite``).
+
+    The arrays the manifest lists (and ``<patientId>.npy`` of this run's patients, about to be
+    rewritten anyway), the named files, the temporaries, then ``<split>/<label>/`` and
+    ``<split>/`` if that left them empty. Anything else (a user's file) stays where it is.
+    """
+    for path in _own_arrays(out_dir):
+        path.unlink(missing_ok=True)
+    names = {f"{p}.npy" for p in patient_ids}
     for split in SPLITS:
-        shutil.rmtree(out_dir / split, ignore_errors=True)
-    for name in (MANIFEST_NAME, STATS_NAME, SKIPPED_NAME, CONFIG_NAME):
+        for label in _LABEL_DIRS:
+            folder = out_dir / split / label
+            if folder.is_dir():
+                for entry in os.scandir(folder):
+                    if entry.name in names and entry.is_file(follow_symlinks=False):
+                        os.unlink(entry.path)
+    for name in _OWN_NAMES:
         (out_dir / name).unlink(missing_ok=True)
+    _clean_stale_tmp(out_dir)
+    for split in SPLITS:
+        for folder in (*(out_dir / split / label for label in _LABEL_DIRS), out_dir / split):
+            with contextlib.suppress(OSError):  # not empty (a user's file) or absent: kept
+                folder.rmdir()
 
 
 def _clean_stale_tmp(out_dir: Path) -> int:
     """Remove ``*.tmp`` left by a killed run (arrays and atomic JSON/CSV writes)."""
     stale = [p for p in out_dir.glob(".*.tmp")]
     for split in SPLITS:
-        if (out_dir / split).is_dir():
-            stale += list((out_dir / split).glob("*/*.tmp"))
+        for label in _LABEL_DIRS:
+            if (out_dir / split / label).is_dir():
+                stale += list((out_dir / split / label).glob("*.npy.*.tmp"))
     for p in stale:
         p.unlink(missing_ok=True)
     return len(stale)
@@ -429,6 +583,7 @@ class _Task:
     source: str
     array_path: str
     boxes: tuple[tuple[float, float, float, float], ...]
+    box_lines: tuple[int, ...] = ()  # the labels-CSV line of each box (for skipped.csv)
 
 
 def _load_valid(path: Path, size: int) -> np.ndarray | None:
@@ -479,9 +634,25 @@ def _pixel_sums(image: np.ndarray) -> tuple[int, int]:
     return int(values.sum()), int(np.einsum("i,i->", values, values))
 
 
-def _output_boxes(geometry: Any, boxes: Sequence[Sequence[float]]) -> list[list[float]]:
-    return [[round(float(v), 2) for v in box]
-            for box in geometry.boxes_to_output([list(b) for b in boxes])]
+def _output_boxes(geometry: Any, task: _Task) -> tuple[list[list[float]], int,
+                                                      list[tuple[int, str]]]:
+    """The task's boxes clipped to the image's own size, in output pixels.
+
+    Returns ``(boxes, n_clipped, dropped)``; ``dropped`` lists ``(csv line, reason)`` of the
+    boxes wholly outside the image.
+    """
+    kept, clipped, dropped = [], 0, []
+    lines = task.box_lines or (0,) * len(task.boxes)
+    for box, line in zip(task.boxes, lines, strict=True):
+        problem = rsna.box_problem(box, geometry.width, geometry.height)
+        if problem is not None:
+            dropped.append((line, problem))
+            continue
+        box, changed = rsna.clip_box(box, geometry.width, geometry.height)
+        clipped += changed
+        kept.append(box)
+    out = [[round(float(v), 2) for v in box] for box in geometry.boxes_to_output(kept)]
+    return out, clipped, dropped
 
 
 def _process_one(task: _Task, size: int, fast: bool) -> dict[str, Any]:
@@ -507,7 +678,8 @@ def _process_one(task: _Task, size: int, fast: bool) -> dict[str, Any]:
             meta, geometry = radiograph.meta, radiograph.geometry
             result.update(status="written", notes=list(radiograph.notes),
                           fast_path=bool(radiograph.fast_path))
-        result["boxes"] = _output_boxes(geometry, task.boxes)
+        result["boxes"], result["boxes_clipped"], result["boxes_dropped"] = _output_boxes(
+            geometry, task)
     except DicomReadError as exc:
         return {**result, "status": "failed", "reason": exc.reason}
     except Exception as exc:  # a batch job records the failure and carries on
@@ -635,10 +807,11 @@ def run_preprocess(config: PreprocessConfig) -> PreprocessSummary:
         manifest or stats are written, only ``skipped.csv``).
 
     Raises:
-        DataSourceError: missing data folder, outputs of another source or other parameters in
-            ``out_dir`` (without ``overwrite``), or another run holding the folder.
+        DataSourceError: missing data folder, no labelled patient with a DICOM, an output
+            folder that preprocessing did not make, outputs of another source or other
+            parameters in ``out_dir`` (without ``overwrite``), or another run holding the folder.
         LabelsError: missing or malformed labels CSV.
-        ConfigError: invalid size, fractions or workers.
+        ConfigError: invalid size, fractions or workers; an output folder that is not writable.
     """
     if config.size < 8:
         raise ConfigError(f"--size {config.size}: the output side must be at least 8 pixels.")
@@ -654,19 +827,22 @@ def run_preprocess(config: PreprocessConfig) -> PreprocessSummary:
         raise ConfigError(f"--out-dir {out_dir} must not be the data folder or its images folder.")
     start = time.perf_counter()
     layout = rsna.find_layout(data_dir)
-    labels = rsna.read_labels(data_dir)
-    source = describe_source(data_dir, layout)
+    # Boxes are judged off-image per image, against its own size (its header), in the workers.
+    labels, label_report = rsna.parse_labels(data_dir, image_size=None)
+    dicoms = layout.train_dicoms()
+    _check_overlap(layout, labels, dicoms)
+    source = describe_source(data_dir, layout, dicoms)
     if source["kind"] == "demo" and config.data_dir is not None:
         print(demo_banner(f"Preprocessing the synthetic demo dataset {data_dir}."), flush=True)
     elif source["kind"] == "demo":
         print(demo_banner(f"No real data in {paths.rsna_dir()}: using the demo dataset "
                           f"{data_dir}."), flush=True)
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out_dir)  # before any work: a foreign or read-only folder stops here
     prov = provenance()  # once per run: it asks git and every package for its version
     with _folder_lock(out_dir):
         if config.overwrite:
-            _clear_outputs(out_dir)
+            _clear_outputs(out_dir, labels["patientId"])
         else:
             check_compatible(out_dir, source, config.parameters())
         _clean_stale_tmp(out_dir)
@@ -675,7 +851,8 @@ def run_preprocess(config: PreprocessConfig) -> PreprocessSummary:
                        "workers": workers},
             "source": source, "parameters": config.parameters(), "provenance": prov,
         })
-        summary = _process(config, layout, labels, source, out_dir, workers, start, prov)
+        summary = _process(config, layout, labels, label_report, dicoms, source, out_dir,
+                           workers, start, prov)
     if source["kind"] == "rsna" and summary.source["kind"] != "rsna":
         print(demo_banner(f"{summary.source['synthetic_images']} of the {summary.n_images} DICOMs "
                           f"in {data_dir} are marked synthetic: source recorded as "
@@ -684,13 +861,33 @@ def run_preprocess(config: PreprocessConfig) -> PreprocessSummary:
     return summary
 
 
+def _check_overlap(layout: rsna.RsnaLayout, labels: pd.DataFrame,
+                   dicoms: dict[str, Path]) -> None:
+    """Refuse a data folder where no labelled patient has a DICOM (a wrong or empty folder).
+
+    Raises:
+        DataSourceError: one line with the counts found and the expected layout.
+    """
+    common = len(set(labels["patientId"]).intersection(dicoms))
+    if common:
+        return
+    images = layout.train_images
+    state = "" if images.is_dir() else " (the folder does not exist)"
+    raise DataSourceError(
+        f"{layout.root}: no labelled patient has a DICOM: {len(labels)} patients in "
+        f"{rsna.LABELS_NAME}, {len(dicoms)} DICOM files in {images}/{state}, 0 in common. "
+        f"Expected {rsna.TRAIN_IMAGES_DIR}/<patientId>{rsna.DICOM_SUFFIX} for the patientIds "
+        f"of {rsna.LABELS_NAME} (the RSNA layout: see the README)."
+    )
+
+
 def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataFrame,
-             source: dict[str, Any], out_dir: Path, workers: int, start: float,
+             label_report: rsna.LabelReport, dicoms: dict[str, Path], source: dict[str, Any],
+             out_dir: Path, workers: int, start: float,
              prov: dict[str, Any]) -> PreprocessSummary:
     size = config.size
     plan = split_patients(labels, config.val_fraction, config.test_fraction, config.seed)
     plan = plan.merge(labels[["patientId", "boxes", "class"]], on="patientId", how="left")
-    dicoms = layout.train_dicoms()
     label_ids = set(plan["patientId"])
     missing = plan[~plan["patientId"].isin(dicoms)]
     unlabeled = sorted(set(dicoms) - label_ids)
@@ -699,7 +896,8 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
                 for s, t, p in zip(todo["split"], todo["Target"], todo["patientId"], strict=True)]
     tasks = [
         _Task(patient_id=p, source=str(dicoms[p]), array_path=str(out_dir / rel),
-              boxes=tuple(tuple(b) for b in boxes))
+              boxes=tuple(tuple(b) for b in boxes),
+              box_lines=tuple(label_report.box_lines.get(p, ())))
         for p, rel, boxes in zip(todo["patientId"], relpaths, todo["boxes"], strict=True)
     ]
     for split in SPLITS:
@@ -733,13 +931,22 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
 
     failed = [(str(dicoms[p]), results[p]["reason"])
               for p in todo["patientId"] if results[p]["status"] == "failed"]
+    # Boxes judged against their image's own size in the workers join the label report.
+    for p, r in zip(ok["patientId"], rows, strict=True):
+        label_report.clipped_boxes += r["boxes_clipped"]
+        label_report.invalid_rows.extend(
+            rsna.InvalidLabelRow(line, p, reason) for line, reason in r["boxes_dropped"])
+        if r["boxes_dropped"] and not r["boxes"]:
+            label_report.positives_without_box += 1
     skipped_rows = sorted(
         failed
         + [(str(layout.dicom_path(p)), REASON_NO_DICOM) for p in missing["patientId"]]
         + [(str(dicoms[p]), REASON_NO_LABEL) for p in unlabeled]
+        + [(str(label_report.labels_csv), f"line {r.line} (patient {r.patient_id}): {r.reason}; "
+            f"row ignored") for r in label_report.invalid_rows]
     )
     _write_csv_atomic(out_dir / SKIPPED_NAME, SKIPPED_COLUMNS, skipped_rows)
-    _remove_strays(out_dir, set(manifest["array_file"]))
+    _remove_strays(out_dir, set(manifest["array_file"]), label_ids)
 
     n_written = sum(r["status"] == "written" for r in results.values())
     n_reused = sum(r["status"] == "reused" for r in results.values())
@@ -753,6 +960,7 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
         out_dir=out_dir, source=source, written=n_written, reused=n_reused, skipped=len(failed),
         missing_dicom=len(missing), unlabeled=len(unlabeled), seconds=seconds,
         images_per_second=n_images / seconds if seconds > 0 else 0.0, counts=counts,
+        labels=label_report.counts(),
     )
     if n_images == 0:
         # Nothing usable: leave no manifest/stats that a trainer could mistake for data.
@@ -780,6 +988,7 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
         "skipped": {"unreadable": len(failed), "missing_dicom": len(missing),
                     "unlabeled": len(unlabeled)},
         "unlabelled_test_images_not_processed": test_dicoms,
+        "labels": label_report.counts(),
         "parameters": config.parameters(),
         # This run only (a resumed run decodes fewer files): excluded from output comparisons.
         "last_run": {
@@ -814,25 +1023,35 @@ def _real_paths(files: Sequence[Path]) -> list[str]:
     return out
 
 
-def _remove_strays(out_dir: Path, keep: set[str]) -> int:
-    """Delete arrays not in this run's manifest (e.g. a file that no longer decodes)."""
+def _remove_strays(out_dir: Path, keep: set[str], patient_ids: set[str]) -> int:
+    """Delete this run's patients' arrays that are not in its manifest (e.g. a file that no
+    longer decodes); only ``<split>/{0,1}/<patientId>.npy``, never another file."""
     removed = 0
     for split in SPLITS:
-        split_dir = out_dir / split
-        if not split_dir.is_dir():
-            continue
-        for label_dir in os.scandir(split_dir):
+        for label in _LABEL_DIRS:
+            label_dir = out_dir / split / label
             if not label_dir.is_dir():
                 continue
-            for entry in os.scandir(label_dir.path):
-                rel = f"{split}/{label_dir.name}/{entry.name}"
-                if entry.name.endswith(".npy") and rel not in keep:
+            for entry in os.scandir(label_dir):
+                rel = f"{split}/{label}/{entry.name}"
+                if (entry.name.endswith(".npy") and entry.name[:-4] in patient_ids
+                        and rel not in keep):
                     Path(entry.path).unlink(missing_ok=True)
                     removed += 1
     return removed
 
 
 # ----------------------------------------------------------------------------- for trainers
+
+
+def _is_source_of(recorded: dict[str, Any], data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds the data ``recorded`` (a stats.json source) was made from."""
+    data_dir = data_dir.expanduser().resolve()
+    try:
+        layout = rsna.find_layout(data_dir)
+    except PneumocamError:
+        return False
+    return same_source(recorded, describe_source(data_dir, layout))
 
 
 def processed_is_valid(out_dir: str | Path) -> bool:
@@ -863,9 +1082,10 @@ def ensure_processed(out_dir: str | Path | None = None, data_dir: str | Path | N
     out = Path(out_dir or paths.processed_dir()).expanduser().resolve()
     if processed_is_valid(out):
         src = read_stats(out).get("source") or {}
-        if data_dir is not None and str(src.get("path")) != str(Path(data_dir).expanduser().resolve()):
+        if data_dir is not None and not _is_source_of(src, Path(data_dir)):
             raise DataSourceError(
-                f"{out} holds data processed from {src.get('path')} ({src.get('kind')}), not from "
+                f"{out} holds data processed from {src.get('abs_path', src.get('path'))} "
+                f"({src.get('kind')}), not from "
                 f"{data_dir}. Run `python scripts/preprocess.py --data-dir {data_dir} --out-dir {out} "
                 f"--overwrite` to replace it, or pass another output folder."
             )
@@ -891,7 +1111,7 @@ def ensure_processed(out_dir: str | Path | None = None, data_dir: str | Path | N
 
 
 __all__ = [
-    "CONFIG_NAME", "PreprocessConfig", "PreprocessSummary", "check_compatible", "demo_banner",
-    "describe_source", "ensure_processed", "processed_is_valid", "resolve_data_dir",
+    "CONFIG_NAME", "PreprocessConfig", "PreprocessSummary", "check_compatible", "check_out_dir",
+    "demo_banner", "describe_source", "same_source", "ensure_processed", "processed_is_valid", "resolve_data_dir",
     "run_preprocess", "save_array_atomic", "split_patients",
 ]

@@ -17,11 +17,28 @@ them positive (22.5%) with 9,555 boxes in all.
 ``stage_2_detailed_class_info.csv`` repeats each patient once per label row (30,227 rows), with
 one of three classes: ``Lung Opacity`` (the positives), ``No Lung Opacity / Not Normal`` and
 ``Normal``. :func:`read_labels` collapses the duplicates.
+
+Box rules (:func:`parse_labels`; a malformed *file* raises :class:`LabelsError`, a bad *box*
+costs only its row):
+
+- a positive row whose box has a non-finite value (``inf``, ``nan``), a width or height <= 0,
+  or lies wholly outside the image is **invalid**: it is ignored and reported (line, patient,
+  reason); preprocessing lists it in ``skipped.csv`` with the labels file as ``file``;
+- a box partly outside the image is **clipped** to it and counted.
+
+"The image" is ``0..1024`` (RSNA coordinates) by default; preprocessing passes
+``image_size=None`` and applies the same two rules per image with that image's own size, read
+from its header (:func:`box_problem`, :func:`clip_box`), so other datasets' boxes are judged
+against their own images;
+- an exact duplicate row (the same six fields) is **collapsed** to one and counted;
+- a positive patient left with no valid box stays **positive with no box** (the label is the
+  radiologist's; only the location is lost) and is counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -185,25 +202,118 @@ def read_class_info(path: str | Path) -> pd.Series:
     return df.drop_duplicates("patientId").set_index("patientId")["class"]
 
 
+@dataclass(frozen=True)
+class InvalidLabelRow:
+    """A labels-CSV row ignored by :func:`parse_labels`: its CSV line (header = 1), patient, why."""
+
+    line: int
+    patient_id: str
+    reason: str
+
+
+@dataclass
+class LabelReport:
+    """What :func:`parse_labels` repaired or ignored (see the module docstring for the rules).
+
+    Attributes:
+        labels_csv: the file read.
+        invalid_rows: rows ignored (bad box), in file order.
+        duplicate_rows: exact duplicate rows collapsed (each extra copy counts one).
+        clipped_boxes: boxes partly outside the image, clipped to it.
+        positives_without_box: Target 1 patients whose every box was invalid (kept, no box).
+        box_lines: ``{patientId: [CSV line of each kept box]}``, parallel to its ``boxes``.
+    """
+
+    labels_csv: Path
+    invalid_rows: list[InvalidLabelRow] = field(default_factory=list)
+    duplicate_rows: int = 0
+    clipped_boxes: int = 0
+    positives_without_box: int = 0
+    box_lines: dict[str, list[int]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """The four counts as a JSON-ready dict (saved in ``stats.json``)."""
+        return {"invalid_rows": len(self.invalid_rows), "duplicate_rows": self.duplicate_rows,
+                "clipped_boxes": self.clipped_boxes,
+                "positives_without_box": self.positives_without_box}
+
+
+def _is_number_text(text: str) -> bool:
+    """True for any text ``float()`` reads, ``inf`` and ``nan`` included (those are bad *values*,
+    handled per row; ``two`` is a malformed *file*)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def box_problem(box: list[float] | tuple[float, ...], width: float | None = None,
+                height: float | None = None) -> str | None:
+    """Why a box ``[x, y, w, h]`` is unusable, or None.
+
+    Non-finite values and a width or height <= 0 always; wholly outside a ``width`` x
+    ``height`` image (pixel-edge coordinates ``0..width``) when the size is given.
+    """
+    x, y, w, h = (float(v) for v in box)
+    values = {"x": x, "y": y, "width": w, "height": h}
+    bad = [f"{k} {v}" for k, v in values.items() if not math.isfinite(v)]
+    if bad:
+        return f"box {', '.join(bad)} not finite"
+    if w <= 0 or h <= 0:
+        return f"box width {w:g} or height {h:g} <= 0"
+    if width is not None and height is not None and (
+            x >= width or y >= height or x + w <= 0 or y + h <= 0):
+        return (f"box [{x:g}, {y:g}, {w:g}, {h:g}] wholly outside the {width:g}x{height:g} "
+                f"image")
+    return None
+
+
+def clip_box(box: list[float] | tuple[float, ...], width: float,
+             height: float) -> tuple[list[float], bool]:
+    """A valid box (:func:`box_problem` None) cut to ``[0, width] x [0, height]``, and whether
+    that changed it."""
+    x, y, w, h = (float(v) for v in box)
+    x0, y0 = max(x, 0.0), max(y, 0.0)
+    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
+    out = [x0, y0, x1 - x0, y1 - y0]
+    return out, out != [x, y, w, h]
+
+
 def read_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
                 class_csv: str | Path | None = None) -> pd.DataFrame:
+    """:func:`parse_labels` without its :class:`LabelReport` (invalid boxes dropped, duplicates
+    collapsed, boxes clipped to the 1024x1024 RSNA image)."""
+    return parse_labels(data_dir, labels_csv, class_csv)[0]
+
+
+def parse_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
+                 class_csv: str | Path | None = None,
+                 image_size: float | None = RSNA_IMAGE_SIZE,
+                 ) -> tuple[pd.DataFrame, LabelReport]:
     """Read the RSNA labels (and class info when present) into one row per patient.
 
     Args:
         data_dir: an RSNA-layout folder (see the module docstring).
         labels_csv: override for ``<data_dir>/stage_2_train_labels.csv``.
         class_csv: override for ``<data_dir>/stage_2_detailed_class_info.csv`` (optional file).
+        image_size: side of the images the box coordinates refer to (1024 for RSNA); None:
+            not known here, so no box is judged off-image or clipped (the caller does it per
+            image with :func:`box_problem` and :func:`clip_box`).
 
     Returns:
-        DataFrame in first-appearance order, one row per patient, columns ``patientId`` (str),
-        ``Target`` (int 0/1), ``boxes`` (list of ``[x, y, width, height]`` floats in the original
-        image's pixels, empty for negatives) and ``class`` (str, "" without a class file or row).
-        For the real stage 2 file: 26,684 rows, 6,012 with Target 1, 9,555 boxes.
+        ``(labels, report)``. ``labels``: DataFrame in first-appearance order, one row per
+        patient, columns ``patientId`` (str), ``Target`` (int 0/1), ``boxes`` (list of
+        ``[x, y, width, height]`` floats in the original image's pixels, clipped to it; empty for
+        negatives and for positives without a valid box) and ``class`` (str, "" without a class
+        file or row). For the real stage 2 file: 26,684 rows, 6,012 with Target 1, 9,555 boxes.
+        ``report``: the rows ignored and the repairs made (:class:`LabelReport`).
 
     Raises:
         LabelsError: missing file, missing columns, a Target other than 0/1, a positive row
-            without a complete box, a negative row with a box, a non-positive box size, or one
-            patient with both Target 0 and 1. The message names the file and the lines.
+            without a complete box, a negative row with a box, a box field that is not a
+            number, or one patient with both Target 0 and 1. The message names the file and
+            the lines.
     """
     root = Path(data_dir)
     path = Path(labels_csv) if labels_csv is not None else root / LABELS_NAME
@@ -227,8 +337,11 @@ def read_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
     target = target.astype(int)
 
     given = pd.concat([df[c] != "" for c in BOX_COLUMNS], axis=1)
-    box = pd.concat([pd.to_numeric(df[c], errors="coerce") for c in BOX_COLUMNS], axis=1)
-    not_numeric = given & box.isna()
+    # float() rather than pd.to_numeric: "inf" and "nan" are numbers here (bad values, judged
+    # per row below), "two" is not (a malformed file).
+    box = pd.concat([df[c].map(lambda t: float(t) if _is_number_text(t) else np.nan)
+                     for c in BOX_COLUMNS], axis=1)
+    not_numeric = given & ~pd.concat([df[c].map(_is_number_text) for c in BOX_COLUMNS], axis=1)
     if not_numeric.any(axis=None):
         raise LabelsError(
             f"{path}: non-numeric box field on {_rows(not_numeric.any(axis=1))}; "
@@ -247,10 +360,6 @@ def read_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
             f"{path}: Target 0 row(s) with box fields on {_rows(boxed_negative)}; negatives "
             f"have x,y,width,height empty."
         )
-    degenerate = positive & ((box["width"] <= 0) | (box["height"] <= 0))
-    if degenerate.any():
-        raise LabelsError(f"{path}: box with width or height <= 0 on {_rows(degenerate)}.")
-
     per_patient = target.groupby(df["patientId"], sort=False).agg(["min", "max"])
     mixed = per_patient[per_patient["min"] != per_patient["max"]]
     if not mixed.empty:
@@ -259,15 +368,32 @@ def read_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
             f"a patient is either negative (one row, no box) or positive (one row per box)."
         )
 
+    report = LabelReport(labels_csv=path)
+    # Exact copies of a row would double a box (or repeat a negative): keep the first.
+    duplicate = df.duplicated(subset=list(LABEL_COLUMNS), keep="first")
+    report.duplicate_rows = int(duplicate.sum())
     boxes: dict[str, list[list[float]]] = {}
-    pos_ids = df.loc[positive, "patientId"].to_numpy()
-    pos_boxes = box.loc[positive].to_numpy(dtype=float)
-    for pid, b in zip(pos_ids, pos_boxes, strict=True):
-        boxes.setdefault(pid, []).append([float(v) for v in b])
+    use = positive & ~duplicate
+    lines = np.flatnonzero(use.to_numpy()) + 2
+    pos_ids = df.loc[use, "patientId"].to_numpy()
+    pos_boxes = box.loc[use].to_numpy(dtype=float)
+    side = None if image_size is None else float(image_size)
+    for line, pid, b in zip(lines, pos_ids, pos_boxes, strict=True):
+        problem = box_problem(b, side, side)
+        if problem is not None:
+            report.invalid_rows.append(InvalidLabelRow(int(line), str(pid), problem))
+            continue
+        kept, changed = (clip_box(b, side, side) if side is not None
+                         else ([float(v) for v in b], False))
+        report.clipped_boxes += changed
+        boxes.setdefault(pid, []).append(kept)
+        report.box_lines.setdefault(pid, []).append(int(line))
 
     out = pd.DataFrame({"patientId": per_patient.index.astype(str),
                         "Target": per_patient["max"].to_numpy(dtype=int)})
     out["boxes"] = [boxes.get(pid, []) for pid in out["patientId"]]
+    report.positives_without_box = int(sum(
+        t == 1 and not b for t, b in zip(out["Target"], out["boxes"], strict=True)))
 
     cpath = Path(class_csv) if class_csv is not None else root / CLASS_INFO_NAME
     if class_csv is not None or cpath.is_file():
@@ -275,7 +401,7 @@ def read_labels(data_dir: str | Path, labels_csv: str | Path | None = None,
         out["class"] = out["patientId"].map(classes).fillna("").astype(str)
     else:
         out["class"] = ""
-    return out.reset_index(drop=True)
+    return out.reset_index(drop=True), report
 
 
 def label_summary(labels: pd.DataFrame) -> dict[str, int]:
