@@ -66,6 +66,11 @@ def _missing(run: str) -> list[Path]:
     return [f[k] for k in ("eval", "pred_test") if not f[k].is_file()]
 
 
+def train_command(run: str) -> str:
+    """The command that trains (and evaluates) ``run``."""
+    return _TRAIN_HINT.get(run, f"python scripts/train_balanced.py --run-name {run}")
+
+
 def _hint(run: str) -> str:
     if run in _TRAIN_HINT:
         return f"run `{_TRAIN_HINT[run]}` first (training writes and evaluates the run)"

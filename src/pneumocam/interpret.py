@@ -844,6 +844,45 @@ def compare_maps(weights: Mapping[str, str | Path], data_dir: str | Path | None 
             "probs": {r: p.tolist() for r, p in probs.items()}, "maps": maps, "images": images}
 
 
+@dataclass(frozen=True)
+class AvailableRuns:
+    """Which of the asked runs can be interpreted.
+
+    Attributes:
+        present: runs with ``weights/<run>/best.pth``, in the order asked.
+        missing: ``{run: the command that trains it}`` for the others.
+    """
+
+    present: list[str]
+    missing: dict[str, str]
+
+    @property
+    def side_by_side(self) -> bool:
+        """True when at least two runs exist, so they can be shown side by side."""
+        return len(self.present) >= 2
+
+    def notes(self) -> list[str]:
+        """One line per missing run, naming the command that adds it."""
+        return [f"{run}: no {paths.run_files(run)['best']}; `{cmd}` adds it."
+                for run, cmd in self.missing.items()]
+
+
+def available_runs(runs: Sequence[str]) -> AvailableRuns:
+    """The runs of ``runs`` that have been trained, and the command for each one that has not.
+
+    Raises:
+        RunOutputsError: none of them has weights; names the command for each.
+    """
+    from .compare import train_command
+
+    present = [r for r in runs if paths.run_files(r)["best"].is_file()]
+    missing = {r: train_command(r) for r in runs if r not in present}
+    if not present:
+        raise RunOutputsError("no trained run to interpret: "
+                              + "; ".join(AvailableRuns([], missing).notes()))
+    return AvailableRuns(present, missing)
+
+
 def interpret_runs(runs: Sequence[str], **settings: Any) -> dict[str, dict[str, Any]]:
     """:func:`interpret` for each run name (``weights/<run>/best.pth``) with the same settings.
 
