@@ -244,6 +244,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
     names = resolve_runs(config.runs)
     data = [load_run(r) for r in names]
     source = check_same_source(data)
+    identity = run_identity(data[0])
     demo = source.get("kind") == "demo"
     ids, y, view, probs = align(data)
     if not M.has_two_classes(y):
@@ -311,6 +312,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
     fig_path = _figure(table, y, probs, demo)
     write_json_atomic(paths.metrics_dir() / "comparison.json", nan_to_none({
         "config": asdict(config), "runs": names, "reference_run": ref, "data_source": source,
+        "data_identity": identity.to_dict(),
         "synthetic_demo": demo, "n_test": int(y.size),
         "ci_method": "paired percentile bootstrap over test images (same indices for every run)",
         "rows": table.to_dict(orient="records"), "paired_differences": paired,
