@@ -58,6 +58,26 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     assert second.stdout.count("up to date; skipped") == 2
     assert pd.read_csv(root / "metrics" / "balanced.csv")["epoch"].tolist() == [1]
 
+    # A quick look writes apart from the full interpretation, which the pipeline still counts.
+    full = (root / "metrics" / "balanced_localization.json").read_bytes()
+    quick = subprocess.run([sys.executable, str(REPO / "scripts" / "interpret.py"), "--weights",
+                            str(root / "weights" / "balanced" / "best.pth"), "--limit", "20",
+                            "--device", "cpu", "--n", "1", "--n-boot", "10"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert quick.returncode == 0, quick.stderr[-3000:]
+    assert (root / "metrics" / "balanced_localization.json").read_bytes() == full
+    assert json.loads((root / "metrics" / "balanced_limit20_localization.json").read_text()
+                      )["limit"] == 20
+
+    # Other settings: the finished trainings are not silently kept, nor silently redone.
+    third = subprocess.run(cmd[:2] + ["--epochs", "3", "--seed", "7", "--method", "gradcam",
+                                       "--device", "cpu", "--n", "5", "--n-boot", "20"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 1 and "Traceback" not in third.stderr
+    assert "weights/original was trained with epochs=1, seed=0; this run asks epochs=3, " \
+           "seed=7: pass --overwrite" in third.stderr
+    assert pd.read_csv(root / "metrics" / "original.csv")["epoch"].tolist() == [1]
+
 
 def test_pipeline_stops_with_the_failing_stage_named(tmp_path: Path) -> None:
     root = tmp_path / "root"
