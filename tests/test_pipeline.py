@@ -13,6 +13,7 @@ import pytest
 
 from pneumocam.demo import make_demo_dataset
 from pneumocam.preprocess import PreprocessConfig, run_preprocess
+from pneumocam.processed import read_manifest, read_stats, split_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,6 +33,9 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     make_demo_dataset(demo, n=60, seed=3, workers=1, progress=False)
     run_preprocess(PreprocessConfig(data_dir=demo, out_dir=processed, size=64, workers=1,
                                     progress=False))
+    # stats.json names which patient is in which split (what every trained run records)
+    assert read_stats(processed)["split_fingerprint"] == split_fingerprint(
+        read_manifest(processed))
     env = _env(root)
     cmd = [sys.executable, str(REPO / "scripts" / "run_pipeline.py"), "--epochs", "1",
            "--device", "cpu", "--n", "2", "--n-boot", "20"]
