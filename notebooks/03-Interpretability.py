@@ -39,10 +39,12 @@
 # own metric, runs the **model-parameter randomisation test** (Adebayo et al., 2018: maps that
 # survive random weights explain the input, not the model), and ends with conclusions that are
 # built from the numbers computed here. It runs the same package call as
-# `python scripts/interpret.py --weights weights/<run>/best.pth`.
+# `python scripts/interpret.py --weights weights/<run>/best.pth`. It interprets the runs that
+# exist (after `python scripts/train_balanced.py` alone, just `balanced`), says which command adds
+# a missing one, and shows the side-by-side sections only when there are two.
 
 # %% tags=["parameters"]
-runs = ["original", "balanced"]  # weights/<run>/best.pth for each
+runs = ["original", "balanced"]  # weights/<run>/best.pth for each that exists
 data_dir = None  # processed folder; None: each run's config.json data_dir, else data/Processed
 split = "test"  # the split measured (thresholds always come from val)
 method = "cam"  # cam | gradcam | gradcam++ | scorecam | eigencam
@@ -62,6 +64,7 @@ from IPython.display import Image, Markdown, display  # noqa: E402
 
 from pneumocam import paths  # noqa: E402
 from pneumocam.interpret import (  # noqa: E402
+    available_runs,
     compare_maps,
     comparison_table,
     interpret_runs,
@@ -71,7 +74,11 @@ from pneumocam.interpret import (  # noqa: E402
     summarize_comparison,
 )
 
-reports = interpret_runs(runs, data_dir=data_dir, split=split, method=method, n=n,
+available = available_runs(runs)  # the trained ones; a line for each missing one
+for note in available.notes():
+    print(note)
+present = available.present
+reports = interpret_runs(present, data_dir=data_dir, split=split, method=method, n=n,
                          n_grid=n_grid, batch_size=batch_size, n_boot=n_boot,
                          sanity_images=sanity_images, device=device, limit=limit,
                          save_maps=save_maps)
@@ -90,7 +97,7 @@ if any(rep["synthetic_demo"] for rep in reports.values()):
 # peak as a green cross. The title says whether the peak fell inside a box.
 
 # %%
-for run in runs:
+for run in present:
     display(Markdown(f"### {run}"))
     display(Image(filename=reports[run]["overlays"]["files"][0]))
 
@@ -100,20 +107,24 @@ for run in runs:
 # positives show where the model finds pneumonia; false positives show what it mistakes for it.
 
 # %%
-for run in runs:
+for run in present:
     display(Image(filename=reports[run]["outputs"]["grid_tp"]))
     display(Image(filename=reports[run]["outputs"]["grid_fp"]))
 
 # %% [markdown]
 # ## Original vs balanced on the same images
 #
-# The positives both models are surest of, each model's map beside the other's.
+# The positives both models are surest of, each model's map beside the other's (shown when both
+# runs exist).
 
 # %%
-side_by_side = compare_maps({run: paths.run_weights_dir(run) / "best.pth" for run in runs},
-                            data_dir=data_dir, n=n_compare, method=method, device=device,
-                            batch_size=batch_size)
-display(Image(filename=side_by_side["figure"]))
+if available.side_by_side:
+    side_by_side = compare_maps({run: paths.run_weights_dir(run) / "best.pth" for run in present},
+                                data_dir=data_dir, n=n_compare, method=method, device=device,
+                                batch_size=batch_size)
+    display(Image(filename=side_by_side["figure"]))
+else:
+    print(f"only {present[0]} is trained: no side-by-side. " + " ".join(available.notes()))
 
 # %% [markdown]
 # ## Localization, measured
@@ -140,7 +151,7 @@ display(Image(filename=saved["figure"]))
 
 # %%
 display(sanity_table(reports))
-display(sanity_cascade(paths.run_weights_dir(runs[-1]) / "best.pth", data_dir=data_dir,
+display(sanity_cascade(paths.run_weights_dir(present[-1]) / "best.pth", data_dir=data_dir,
                        split=split, n_images=sanity_images, method=method, device=device,
                        batch_size=batch_size).round(3))
 

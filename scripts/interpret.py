@@ -3,7 +3,9 @@
     python scripts/interpret.py --weights weights/balanced/best.pth --save-maps
 
 Writes images/cam/<run>/*.png, images/cam/<run>_grid_{tp,fp,fn,tn}.png,
-metrics/<run>_localization.{json,csv} and, with --save-maps, metrics/<run>_maps.npy.
+metrics/<run>_localization.{json,csv} and, with --save-maps, metrics/<run>_maps.npy. A quick look
+with --limit N writes the same under the name <run>_limitN, never over the full results. The data
+read must be the data the run was trained on (source, labels, split); another folder is refused.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="checkpoint of the run to interpret; the run name is its folder's name "
                         "(default: weights/balanced/best.pth)")
     p.add_argument("--data-dir", type=Path, default=None,
-                   help="processed data folder (default: the run's config.json data_dir, "
-                        "else data/Processed)")
+                   help="processed data folder; it must hold the data the run was trained on "
+                        "(default: the folder recorded in the run's config.json, else "
+                        "data/Processed)")
     p.add_argument("--split", choices=SPLITS, default="test", help="split to interpret")
     p.add_argument("--method", choices=METHODS, default="cam", help="class activation map method")
     p.add_argument("--n", type=int, default=32,
@@ -41,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the sanity check")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
     p.add_argument("--limit", type=int, default=None,
-                   help="use only the first LIMIT images of each split (a quick look)")
+                   help="use only the first LIMIT images of each split (a quick look; its "
+                        "outputs are named <run>_limitLIMIT and never replace the full ones)")
     p.add_argument("--no-submission", action="store_true",
                    help="skip the Kaggle submission even when stage_2_test_images is present")
     return p.parse_args(argv)
@@ -67,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
           f"sanity check {'passed' if result['sanity_check']['passed'] else 'FAILED'}")
     if result["synthetic_demo"]:
         print("note: synthetic demo data; these numbers say nothing about pneumonia.")
+    if result.get("limit") is not None:
+        print(f"note: a partial look ({result['limit']} images per split), saved apart from the "
+              "run's full interpretation.")
     for name, path in result["outputs"].items():
         print(f"  {name:<18} {path}")
     return 0

@@ -1,7 +1,9 @@
 """The whole study in one command: preprocess, train original and balanced, compare, interpret.
 
 Runs on the real RSNA data when data/rsna-pneumonia-detection-challenge holds it, otherwise on
-the synthetic demo dataset (made on first use). Re-running resumes where the last run stopped.
+the synthetic demo dataset (made on first use). Re-running resumes where the last run stopped;
+a finished stage is skipped only when its recorded settings and data equal this call's (a
+training that differs is refused, naming the difference, unless --overwrite is given).
 """
 
 from __future__ import annotations
@@ -32,10 +34,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="seed of both trainings and of every bootstrap")
     parser.add_argument("--n-boot", type=int, default=1000,
                         help="bootstrap resamples behind every 95%% interval")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="retrain a run whose recorded settings or data differ from this "
+                             "call's (without it the pipeline refuses and names the difference)")
     args = parser.parse_args(argv)
     config = PipelineConfig(data_dir=args.data_dir, processed_dir=args.processed_dir,
                             epochs=args.epochs, device=args.device, method=args.method,
-                            n_overlays=args.n, seed=args.seed, n_boot=args.n_boot)
+                            n_overlays=args.n, seed=args.seed, n_boot=args.n_boot,
+                            overwrite=args.overwrite)
     try:
         run_pipeline(config)
     except PneumocamError as exc:

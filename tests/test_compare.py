@@ -151,6 +151,38 @@ def test_mixed_data_sources_are_refused(root):
     assert not (paths.metrics_dir() / "comparison.csv").exists()
 
 
+def test_runs_trained_on_different_splits_are_refused(root):
+    """Same kind, same test patients, but one run's processed folder put other patients in the
+    training split (preprocess --seed 1): its test numbers are not comparable."""
+    base = _base()
+    _write_run("original", base.assign(prob=_probs(base, 1.0, 1)))
+    _write_run("balanced", base.assign(prob=_probs(base, 1.0, 2)))
+    for run, fingerprint in (("original", "0123456789abcdef"), ("balanced", "fedcba9876543210")):
+        path = paths.metrics_dir() / f"{run}_eval.json"
+        doc = json.loads(path.read_text())
+        doc["data_identity"] = {"kind": "demo", "labels_sha256": "ab" * 32,
+                                "split_fingerprint": fingerprint}
+        path.write_text(json.dumps(doc))
+    with pytest.raises(DataSourceError, match="different data") as err:
+        compare_runs(n_boot=20)
+    assert "0123456789abcdef" in str(err.value) and "fedcba9876543210" in str(err.value)
+    assert "--data-dir" in str(err.value)
+    assert not (paths.metrics_dir() / "comparison.csv").exists()
+
+
+def test_old_eval_json_falls_back_to_the_runs_config(root):
+    base = _base()
+    _write_run("original", base.assign(prob=_probs(base, 1.0, 1)))
+    _write_run("balanced", base.assign(prob=_probs(base, 1.0, 2)))
+    for run, fingerprint in (("original", "0123456789abcdef"), ("balanced", "fedcba9876543210")):
+        config = paths.run_files(run)["config"]
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(json.dumps({"data_identity": {"kind": "demo",
+                                                        "split_fingerprint": fingerprint}}))
+    with pytest.raises(DataSourceError, match="fedcba9876543210"):
+        compare_runs(n_boot=20)
+
+
 def test_fewer_than_two_runs_names_the_missing_file_and_script(root):
     base = _base(60)
     _write_run("original", base.assign(prob=_probs(base, 1.0, 1)))

@@ -202,3 +202,21 @@ def test_bad_inputs_raise_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(RunOutputsError, match="x_history.csv not found"):
         evaluate_run("x", val, test, DEMO, history_csv=tmp_path / "x_history.csv", n_boot=10)
     assert not (paths.metrics_dir() / "x_eval.json").exists()
+
+
+def test_predictions_from_other_data_than_the_run_was_trained_on_are_refused(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(tmp_path))
+    trained = {"kind": "demo", "labels_sha256": "ab" * 32, "split_fingerprint": "0123456789abcdef"}
+    config = paths.run_files("x")["config"]
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"data_identity": trained}))
+    val, test = _preds(40, 6), _preds(40, 7)
+    other = {**trained, "split_fingerprint": "fedcba9876543210"}
+    with pytest.raises(DataSourceError, match="fedcba9876543210") as err:
+        evaluate_run("x", val, test, DEMO, n_boot=10, data_identity=other)
+    assert "0123456789abcdef" in str(err.value)
+    assert not (paths.metrics_dir() / "x_eval.json").exists()
+    result = evaluate_run("x", val, test, DEMO, n_boot=10, data_identity=trained)
+    assert _strict_json(paths.metrics_dir() / "x_eval.json")["data_identity"] == trained
+    assert result["data_identity"] == trained

@@ -389,3 +389,61 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != paths.ROOT_ENV_VAR}
+
+
+def test_trained_folder_comes_from_config_and_another_split_is_refused(tmp_path, monkeypatch):
+    """A run trained with --data-dir D is interpreted on D (not data/Processed), and a folder of
+    the same kind that puts other patients in the test split is refused, naming both."""
+    from pneumocam.errors import DataSourceError
+    from pneumocam.interpret import interpret
+    from pneumocam.train import TrainConfig, train
+
+    root = tmp_path / "root"
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(root))
+    trained_on = root / "data" / "elsewhere"
+    make_processed(root).rename(trained_on)  # no data/Processed at all
+    train(TrainConfig(run_name="elsewhere", data_dir=trained_on, epochs=1, batch_size=8,
+                      device="cpu", n_boot=10, progress=False))
+    config = json.loads((root / "weights" / "elsewhere" / "config.json").read_text())
+    assert config["data_dir"] == "data/elsewhere"  # relative: a moved repository still works
+    manifest = processed.read_manifest(trained_on)
+    assert config["data_identity"] == {"kind": "demo", "labels_sha256": None,
+                                       "split_fingerprint": processed.split_fingerprint(manifest)}
+
+    weights = root / "weights" / "elsewhere" / "best.pth"
+    result = interpret(_config(weights, n=1, n_grid=1, n_boot=10, submission=False))
+    assert Path(result["data_dir"]) == trained_on
+    assert result["data_identity"] == config["data_identity"]
+
+    # The same images, re-split: two training patients swapped with two test patients.
+    reshuffled = root / "data" / "reshuffled"
+    shutil.copytree(trained_on, reshuffled)
+    swapped = manifest.copy()
+    swapped["boxes"] = [json.dumps(b) for b in swapped["boxes"]]
+    train_idx = swapped.index[swapped.split == "train"][:2]
+    test_idx = swapped.index[swapped.split == "test"][:2]
+    swapped.loc[train_idx, "split"], swapped.loc[test_idx, "split"] = "test", "train"
+    swapped.to_csv(reshuffled / processed.MANIFEST_NAME, index=False)
+    with pytest.raises(DataSourceError) as err:
+        interpret(_config(weights, data_dir=reshuffled, n=1, n_grid=1, n_boot=10,
+                          submission=False))
+    message = str(err.value)
+    fingerprint = processed.split_fingerprint(processed.read_manifest(reshuffled))
+    assert config["data_identity"]["split_fingerprint"] in message and fingerprint in message
+    assert f"--data-dir {trained_on}" in message and str(reshuffled) in message
+
+
+def test_partial_interpretation_never_replaces_the_full_one(at_root):
+    from pneumocam.interpret import interpret
+
+    root, weights = at_root
+    full = interpret(_config(weights, n=1, n_grid=1, n_boot=10, submission=False))
+    before = (root / "metrics" / "balanced_localization.json").read_bytes()
+    quick = interpret(_config(weights, n=1, n_grid=1, n_boot=10, submission=False, limit=6))
+    assert (root / "metrics" / "balanced_localization.json").read_bytes() == before
+    assert full["limit"] is None and full["n_split_images"] == COUNTS["test"]
+    partial = json.loads((root / "metrics" / "balanced_limit6_localization.json").read_text())
+    assert partial["limit"] == 6 and partial["n_split_images"] == 6 and "partial" in partial
+    assert quick["outputs"]["grid_tp"].endswith("balanced_limit6_grid_tp.png")
+    assert (root / "images" / "cam" / "balanced_limit6_grid_tp.png").is_file()
+    assert len(list((root / "images" / "cam" / "balanced_limit6").glob("*.png"))) == 1

@@ -40,3 +40,23 @@ def test_notebook_runs_on_tiny_profile(tmp_path: Path) -> None:
     assert any("image/png" in out.get("data", {}) for c in nb.cells for out in c.get("outputs", []))
     assert not any(c.get("outputs") for c in json.loads(NOTEBOOK.read_text())["cells"]
                    if c["cell_type"] == "code")
+
+
+@pytest.mark.slow
+def test_notebook_runs_after_the_main_job_alone(tmp_path: Path) -> None:
+    """Only weights/balanced exists (``python scripts/train_balanced.py``): the notebook
+    interprets it, says which command adds 'original', and skips the side-by-side figure."""
+    root = tmp_path / "root"
+    build_root(root, ("balanced",), steps=2)
+    nb = run_notebook(NOTEBOOK, {"n": 2, "n_grid": 2, "batch_size": 16, "n_boot": 20,
+                                 "sanity_images": 3, "device": "cpu", "n_compare": 2},
+                      cwd=REPO / "notebooks", env={"PNEUMOCAM_ROOT": str(root)}, timeout=300)
+    text = cell_text(nb)
+    assert "python scripts/train_original.py` adds it" in text
+    assert "no side-by-side" in text
+    report = json.loads((root / "metrics" / "balanced_localization.json").read_text())
+    assert f"{report['pointing_game']['value']:.3f}" in text
+    assert not (root / "metrics" / "original_localization.json").exists()
+    assert not (root / "images" / "cam" / "comparison_maps.png").exists()
+    table = pd.read_csv(root / "metrics" / "localization_comparison.csv")
+    assert table["name"].tolist()[0] == "balanced"

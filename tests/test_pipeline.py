@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,16 @@ import pytest
 
 from pneumocam.demo import make_demo_dataset
 from pneumocam.preprocess import PreprocessConfig, run_preprocess
+from pneumocam.processed import read_manifest, read_stats, split_fingerprint
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(root: Path) -> dict[str, str]:
+    """A bare environment for the scripts, keeping PYTHONPATH when set (a checkout that is not
+    the installed one must run its own code)."""
+    keep = {k: os.environ[k] for k in ("PYTHONPATH",) if k in os.environ}
+    return {"PNEUMOCAM_ROOT": str(root), "PATH": "/usr/bin:/bin", **keep}
 
 
 @pytest.mark.slow
@@ -24,7 +33,10 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     make_demo_dataset(demo, n=60, seed=3, workers=1, progress=False)
     run_preprocess(PreprocessConfig(data_dir=demo, out_dir=processed, size=64, workers=1,
                                     progress=False))
-    env = {"PNEUMOCAM_ROOT": str(root), "PATH": "/usr/bin:/bin"}
+    # stats.json names which patient is in which split (what every trained run records)
+    assert read_stats(processed)["split_fingerprint"] == split_fingerprint(
+        read_manifest(processed))
+    env = _env(root)
     cmd = [sys.executable, str(REPO / "scripts" / "run_pipeline.py"), "--epochs", "1",
            "--device", "cpu", "--n", "2", "--n-boot", "20"]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -50,13 +62,139 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     assert second.stdout.count("up to date; skipped") == 2
     assert pd.read_csv(root / "metrics" / "balanced.csv")["epoch"].tolist() == [1]
 
+    # A quick look writes apart from the full interpretation, which the pipeline still counts.
+    full = (root / "metrics" / "balanced_localization.json").read_bytes()
+    quick = subprocess.run([sys.executable, str(REPO / "scripts" / "interpret.py"), "--weights",
+                            str(root / "weights" / "balanced" / "best.pth"), "--limit", "20",
+                            "--device", "cpu", "--n", "1", "--n-boot", "10"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert quick.returncode == 0, quick.stderr[-3000:]
+    assert (root / "metrics" / "balanced_localization.json").read_bytes() == full
+    assert json.loads((root / "metrics" / "balanced_limit20_localization.json").read_text()
+                      )["limit"] == 20
+
+    # Other settings: the finished trainings are not silently kept, nor silently redone.
+    third = subprocess.run(cmd[:2] + ["--epochs", "3", "--seed", "7", "--method", "gradcam",
+                                       "--device", "cpu", "--n", "5", "--n-boot", "20"],
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 1 and "Traceback" not in third.stderr
+    assert "weights/original was trained with epochs=1, seed=0; this run asks epochs=3, " \
+           "seed=7: pass --overwrite" in third.stderr
+    assert pd.read_csv(root / "metrics" / "original.csv")["epoch"].tolist() == [1]
+
 
 def test_pipeline_stops_with_the_failing_stage_named(tmp_path: Path) -> None:
     root = tmp_path / "root"
     cmd = [sys.executable, str(REPO / "scripts" / "run_pipeline.py"), "--epochs", "1",
            "--device", "cpu", "--data-dir", str(tmp_path / "no-such-folder")]
-    result = subprocess.run(cmd, env={"PNEUMOCAM_ROOT": str(root), "PATH": "/usr/bin:/bin"},
+    result = subprocess.run(cmd, env=_env(root),
                             capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "error:" in result.stderr and "no-such-folder" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- the skipping rule
+
+
+@pytest.fixture(scope="module")
+def trained_root(tmp_path_factory):
+    """A root with tiny processed data and the run 'original' trained exactly as the pipeline
+    would train it with --epochs 1 --device cpu --n-boot 20 (same arguments, in-process)."""
+    from conftest_train import make_processed
+
+    from pneumocam import paths
+    from pneumocam.pipeline import PipelineConfig, _training_args
+    from pneumocam.train import main as train_main
+
+    root = tmp_path_factory.mktemp("pipeline_root")
+    processed = make_processed(root)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(paths.ROOT_ENV_VAR, str(root))
+        config = PipelineConfig(epochs=1, device="cpu", n_boot=20)
+        args = _training_args(config, "original", processed)
+        assert train_main(args[1:] + ["--no-progress"], sampler="original") == 0
+        yield root, processed
+
+
+def _decide(processed: Path, **settings):
+    from pneumocam.pipeline import PipelineConfig, _training_args
+
+    return _training_args(PipelineConfig(**{"epochs": 1, "device": "cpu", "n_boot": 20,
+                                            **settings}), "original", processed)
+
+
+def test_a_finished_run_is_skipped_only_with_the_same_settings(trained_root, monkeypatch):
+    from pneumocam import paths
+    from pneumocam.errors import ConfigError
+
+    root, processed = trained_root
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(root))
+    assert _decide(processed) is None  # same settings, same data: finished, skipped
+    with pytest.raises(ConfigError) as err:
+        _decide(processed, epochs=3, seed=7)
+    message = str(err.value)
+    assert "weights/original was trained with epochs=1, seed=0" in message
+    assert "this run asks epochs=3, seed=7" in message and "--overwrite" in message
+    args = _decide(processed, epochs=3, seed=7, overwrite=True)
+    assert args[-1] == "--overwrite" and args[args.index("--epochs") + 1] == "3"
+
+
+def test_a_finished_run_on_other_data_is_refused(trained_root, tmp_path, monkeypatch):
+    from conftest_train import make_processed
+
+    from pneumocam import paths
+    from pneumocam.errors import ConfigError
+    from pneumocam.processed import data_identity
+
+    root, processed = trained_root
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(root))
+    other = make_processed(tmp_path, n_train=40, n_val=20, n_test=20)  # same kind, other split
+    with pytest.raises(ConfigError) as err:
+        _decide(other)
+    message = str(err.value)
+    assert data_identity(processed).split_fingerprint in message
+    assert data_identity(other).split_fingerprint in message and str(other) in message
+
+
+def test_an_unfinished_run_resumes_only_with_the_same_settings(trained_root, tmp_path,
+                                                               monkeypatch):
+    import shutil
+
+    from pneumocam import paths
+    from pneumocam.errors import ConfigError
+
+    root, processed = trained_root
+    copy = tmp_path / "root"
+    shutil.copytree(root, copy)
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(copy))
+    (copy / "metrics" / "original_eval.json").unlink()  # killed before its evaluation
+    assert _decide(processed)[-1] == "--resume"
+    with pytest.raises(ConfigError, match=r"\(unfinished\) was started with seed=0; this run "
+                                          r"asks seed=7"):
+        _decide(processed, seed=7)
+
+
+def test_interpretation_reruns_when_settings_or_data_differ(trained_root, monkeypatch):
+    from pneumocam import paths
+    from pneumocam.pipeline import PipelineConfig, _interpret_settings, interpretation_differences
+    from pneumocam.processed import DataIdentity, data_identity
+
+    root, processed = trained_root
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(root))
+    identity = data_identity(processed)
+    wanted = _interpret_settings(PipelineConfig(n_overlays=32, n_boot=20))
+    assert interpretation_differences("original", wanted, identity) == [
+        "no readable original_localization.json"]
+    report = root / "metrics" / "original_localization.json"
+    report.write_text(json.dumps({"config": wanted, "data_identity": identity.to_dict()}))
+    assert interpretation_differences("original", wanted, identity) == []
+    asked = _interpret_settings(PipelineConfig(method="gradcam", n_overlays=5, n_boot=20))
+    assert interpretation_differences("original", asked, identity) == ["method=cam -> gradcam",
+                                                                       "n=32 -> 5"]
+    other = DataIdentity("demo", None, "0123456789abcdef")
+    assert "0123456789abcdef" in interpretation_differences("original", wanted, other)[0]
+    report.write_text(json.dumps({"config": {**wanted, "limit": 20},
+                                  "data_identity": identity.to_dict()}))
+    assert interpretation_differences("original", wanted, identity) == ["limit=20 -> default"]
+    report.unlink()

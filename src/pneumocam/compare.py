@@ -24,6 +24,7 @@ from . import paths, plots
 from .atomic import write_frame_csv
 from .errors import ConfigError, DataSourceError, RunOutputsError
 from .evaluation import best_epoch, nan_to_none, read_history
+from .processed import DataIdentity, run_data_identity
 from .provenance import provenance, write_json_atomic
 
 DEFAULT_RUNS = ("original", "balanced", "posweight")
@@ -64,6 +65,11 @@ class RunData:
 def _missing(run: str) -> list[Path]:
     f = paths.run_files(run)
     return [f[k] for k in ("eval", "pred_test") if not f[k].is_file()]
+
+
+def train_command(run: str) -> str:
+    """The command that trains (and evaluates) ``run``."""
+    return _TRAIN_HINT.get(run, f"python scripts/train_balanced.py --run-name {run}")
 
 
 def _hint(run: str) -> str:
@@ -124,9 +130,23 @@ def load_run(run: str) -> RunData:
     return RunData(run, ev, test, history)
 
 
+def run_identity(d: RunData) -> DataIdentity:
+    """Which data ``d`` was trained and evaluated on: the eval JSON's ``data_identity``, else
+    (older runs) its ``config.json``'s, else the eval JSON's data source (kind, labels hash)."""
+    if isinstance(d.eval.get("data_identity"), dict):
+        return DataIdentity.from_dict(d.eval["data_identity"])
+    try:
+        config = json.loads(paths.run_files(d.name)["config"].read_text())
+    except (OSError, json.JSONDecodeError):
+        config = {}
+    identity = run_data_identity(config) if isinstance(config, dict) else DataIdentity()
+    return identity if identity.known else DataIdentity.from_dict(d.eval.get("data_source"))
+
+
 def check_same_source(data: list[RunData]) -> dict[str, Any]:
     """The shared data source; :class:`DataSourceError` when runs come from different kinds
-    (e.g. synthetic demo vs real RSNA)."""
+    (e.g. synthetic demo vs real RSNA), labels or splits (a run trained on another split has
+    seen some of the others' test images)."""
     kinds = {d.name: (d.eval.get("data_source") or {}).get("kind") for d in data}
     if len(set(kinds.values())) != 1 or None in kinds.values():
         detail = ", ".join(f"{r}: {k}" for r, k in kinds.items())
@@ -135,6 +155,16 @@ def check_same_source(data: list[RunData]) -> dict[str, Any]:
             + ", ".join(str(paths.run_files(d.name)["eval"]) for d in data)
             + ". Re-train the runs on the same data/Processed so all share one source."
         )
+    ref, ref_id = data[0], run_identity(data[0])
+    for d in data[1:]:
+        other = run_identity(d)
+        diffs = ref_id.differences(other)
+        if diffs:
+            raise DataSourceError(
+                f"refusing to compare runs trained on different data: '{ref.name}' on "
+                f"{ref_id.describe()}, '{d.name}' on {other.describe()} ({'; '.join(diffs)}); "
+                f"files {paths.run_files(ref.name)['eval']}, {paths.run_files(d.name)['eval']}. "
+                "Re-train them on the same processed folder (the same --data-dir for both).")
     return dict(data[0].eval["data_source"])
 
 
@@ -209,7 +239,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
 
     Raises:
         RunOutputsError: missing files, fewer than two runs, different test patientIds.
-        DataSourceError: runs from different data sources (demo vs real).
+        DataSourceError: runs from different data sources (demo vs real), labels or splits.
     """
     config = CompareConfig(runs=list(runs) if runs is not None else None, n_boot=n_boot, seed=seed)
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
@@ -218,6 +248,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
     names = resolve_runs(config.runs)
     data = [load_run(r) for r in names]
     source = check_same_source(data)
+    identity = run_identity(data[0])
     demo = source.get("kind") == "demo"
     ids, y, view, probs = align(data)
     if not M.has_two_classes(y):
@@ -283,6 +314,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
     fig_path = _figure(table, y, probs, demo)
     write_json_atomic(paths.metrics_dir() / "comparison.json", nan_to_none({
         "config": asdict(config), "runs": names, "reference_run": ref, "data_source": source,
+        "data_identity": identity.to_dict(),
         "synthetic_demo": demo, "n_test": int(y.size),
         "ci_method": "paired percentile bootstrap over test images (same indices for every run)",
         "rows": table.to_dict(orient="records"), "paired_differences": paired,

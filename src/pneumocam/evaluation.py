@@ -10,7 +10,9 @@ Outputs: ``metrics/<run>_eval.json`` and ``images/<run>/{curves,roc,pr,confusion
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ import pandas as pd
 from . import metrics as M
 from . import paths, plots
 from .errors import DataSourceError, RunOutputsError
+from .processed import DataIdentity, run_data_identity
 from .provenance import provenance, write_json_atomic
 
 OPERATING_METHOD = "youden_j_on_validation"
@@ -322,9 +325,33 @@ def nan_to_none(obj: Any) -> Any:
     return obj
 
 
+def check_run_identity(run: str, identity: DataIdentity) -> None:
+    """Refuse to evaluate ``run`` on predictions made from data other than its training data.
+
+    Compares ``identity`` (the data the predictions come from) with the ``data_identity`` in
+    ``weights/<run>/config.json``; nothing to compare when that file is absent.
+
+    Raises:
+        DataSourceError: naming both and the fix.
+    """
+    path = paths.run_files(run)["config"]
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    trained = run_data_identity(config if isinstance(config, Mapping) else {})
+    diffs = trained.differences(identity)
+    if diffs:
+        raise DataSourceError(
+            f"run '{run}' was trained on {trained.describe()} ({path}) but these predictions "
+            f"come from {identity.describe()} ({'; '.join(diffs)}). Predict on the processed "
+            f"folder the run was trained on (--data-dir <that folder>), or retrain the run.")
+
+
 def evaluate_run(
     run: str, val: pd.DataFrame, test: pd.DataFrame, data_source: dict,
     history_csv: Path | None = None, seed: int = 0, n_boot: int = 1000,
+    data_identity: DataIdentity | Mapping[str, Any] | None = None,
 ) -> dict:
     """Evaluate one run on its test predictions and write the JSON and figures.
 
@@ -336,12 +363,24 @@ def evaluate_run(
             sets ``"synthetic_demo": true``.
         history_csv: the trainer's ``metrics/<run>.csv`` for ``curves.png`` and the best epoch.
         seed, n_boot: bootstrap seed and resamples.
+        data_identity: which data the predictions come from
+            (:func:`pneumocam.processed.data_identity`); checked against the run's
+            ``config.json`` and recorded as ``"data_identity"`` (what comparisons check).
 
     Returns:
         The dict written to ``<run>_eval.json`` (nan written as null), with ``"figures"``
         (paths) and ``"provenance"``.
+
+    Raises:
+        DataSourceError: a bad ``data_source``, or ``data_identity`` differs from the run's.
     """
+    identity = None
+    if data_identity is not None:
+        identity = (data_identity if isinstance(data_identity, DataIdentity)
+                    else DataIdentity.from_dict(data_identity))
+        check_run_identity(run, identity)
     result = evaluate_predictions(run, val, test, data_source, seed=seed, n_boot=n_boot)
+    result["data_identity"] = identity.to_dict() if identity is not None else None
     history = read_history(history_csv) if history_csv is not None else None
     result["history"] = best_epoch(history) if history is not None else None
     result["history_csv"] = str(history_csv) if history_csv is not None else None

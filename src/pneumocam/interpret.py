@@ -51,7 +51,16 @@ from .errors import (
 )
 from .metrics import safe_roc_auc, threshold_metrics
 from .predict import LoadedRun, load_run, normalize_images, warn
-from .processed import SPLITS, SplitArrays, load_arrays, load_split, read_manifest, read_stats
+from .processed import (
+    SPLITS,
+    SplitArrays,
+    check_run_data,
+    load_arrays,
+    load_split,
+    read_manifest,
+    read_stats,
+    run_data_dir,
+)
 from .provenance import provenance, write_json_atomic
 
 GRID_CELLS = ("tp", "fp", "fn", "tn")
@@ -316,18 +325,6 @@ def _test_images_folder(source: Mapping[str, Any]) -> Path | None:
 # --------------------------------------------------------------------------- the stage
 
 
-def _check_source(run: LoadedRun, data_source: Mapping[str, Any], data_dir: Path) -> None:
-    """Refuse to mix a demo-trained run with real data (and the other way round)."""
-    trained, here = run.data_source.get("kind"), data_source.get("kind")
-    known = ("demo", "rsna", "other")
-    if trained in known and here in known and trained != here:
-        raise DataSourceError(
-            f"{run.weights} was trained on {trained!r} data but {data_dir} holds {here!r} data; "
-            "interpreting it there would mix data sources. Pass --data-dir with the processed "
-            "folder the run was trained on, or retrain on this one."
-        )
-
-
 def _boxes(manifest: pd.DataFrame) -> list[list[list[float]]]:
     return [[[float(v) for v in b] for b in boxes] for boxes in manifest["boxes"]]
 
@@ -338,8 +335,18 @@ def _positives(labels: np.ndarray, boxes: Sequence[Sequence]) -> np.ndarray:
 
 
 def _data_folder(data_dir: str | Path | None, run: LoadedRun) -> Path:
-    """The processed folder to read: the one given, else the run's own, else data/Processed."""
-    return Path(data_dir) if data_dir else (run.data_dir or paths.processed_dir())
+    """The processed folder to read: the one given, else the one the run was trained on (its
+    ``config.json``, :func:`pneumocam.processed.run_data_dir`) when it still holds data, else
+    data/Processed. Whichever it is, :func:`pneumocam.processed.check_run_data` vets it."""
+    if data_dir:
+        return Path(data_dir)
+    trained = run_data_dir(run.config)
+    if trained is not None and (trained / "stats.json").is_file():
+        return trained
+    if trained is not None:
+        warn(f"{trained} (the folder {run.name} was trained on, from its config.json) holds no "
+             f"processed data; reading {paths.processed_dir()} instead.")
+    return paths.processed_dir()
 
 
 def _validate(config: InterpretConfig) -> None:
@@ -359,17 +366,23 @@ def _validate(config: InterpretConfig) -> None:
         raise ConfigError("--limit must be >= 1.")
 
 
-def output_paths(run: str) -> dict[str, Path]:
-    """Where :func:`interpret` writes each output of ``run``."""
+def output_paths(run: str, limit: int | None = None) -> dict[str, Path]:
+    """Where :func:`interpret` writes each output of ``run``.
+
+    A partial look (``limit`` images per split) writes under the name ``<run>_limit<N>``
+    (``metrics/<run>_limit20_localization.json``, ``images/cam/<run>_limit20/`` ...), so it can
+    never replace, or pass for, the full interpretation that comparisons and the pipeline read.
+    """
+    tag = run if limit is None else f"{run}_limit{int(limit)}"
     m = paths.metrics_dir()
     return {
-        "localization_json": m / f"{run}_localization.json",
-        "localization_csv": m / f"{run}_localization.csv",
-        "maps": m / f"{run}_maps.npy",
-        "maps_index": m / f"{run}_maps_index.csv",
-        "submission": m / f"{run}_submission.csv",
-        "overlays_dir": paths.cam_images_dir(run),
-        **{f"grid_{c}": paths.images_dir() / "cam" / f"{run}_grid_{c}.png" for c in GRID_CELLS},
+        "localization_json": m / f"{tag}_localization.json",
+        "localization_csv": m / f"{tag}_localization.csv",
+        "maps": m / f"{tag}_maps.npy",
+        "maps_index": m / f"{tag}_maps_index.csv",
+        "submission": m / f"{tag}_submission.csv",
+        "overlays_dir": paths.cam_images_dir(tag),
+        **{f"grid_{c}": paths.images_dir() / "cam" / f"{tag}_grid_{c}.png" for c in GRID_CELLS},
     }
 
 
@@ -436,7 +449,8 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
     Raises:
         CheckpointError: missing, truncated or untrusted weights.
         ConfigError: bad settings. ProcessedDataError: missing data, no positive images.
-        DataSourceError: the run was trained on another data source than ``data_dir`` holds.
+        DataSourceError: ``data_dir`` holds other data (source, labels or split) than the run
+            was trained on.
     """
     from .cam import randomization_sanity_check
     from .detection import rsna_metric
@@ -447,10 +461,10 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
     data_dir = _data_folder(config.data_dir, run)
     stats = read_stats(data_dir)
     source = stats.get("source") if isinstance(stats.get("source"), dict) else run.data_source
-    _check_source(run, source, data_dir)
+    identity = check_run_data(run.config, data_dir, run.weights)
     demo = source.get("kind") == "demo" or run.demo
     manifest = read_manifest(data_dir)
-    out = output_paths(run.name)
+    out = output_paths(run.name, config.limit)
 
     train = manifest[manifest["split"] == "train"]
     all_train_boxes = _boxes(train)
@@ -552,6 +566,8 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
         "split": config.split,
         "data_dir": str(data_dir),
         "data_source": source,
+        "data_identity": identity.to_dict(),
+        "limit": config.limit,
         "synthetic_demo": demo,
         **report,
         "maps_measured": "raw (signed) maps; mass in boxes counts their positive part",
@@ -573,6 +589,9 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
     }
     if config.split == "val":
         result["note"] = "thresholds were chosen on the evaluated (val) split: optimistic"
+    if config.limit is not None:
+        result["partial"] = (f"only the first {config.limit} images of each split: a quick look, "
+                             "not the run's localization")
     write_json_atomic(out["localization_json"], result)
     result = json.loads(out["localization_json"].read_text())
     result["outputs"] = {k: str(v) for k, v in out.items()
@@ -803,6 +822,8 @@ def compare_maps(weights: Mapping[str, str | Path], data_dir: str | Path | None 
     chosen = merged.sort_values(["mean_prob", "patientId"], ascending=[False, True]).head(max(0, n))
     loaded = {run: load_run(w, device, data_dir) for run, w in runs.items()}
     folder = _data_folder(data_dir, next(iter(loaded.values())))
+    for lr in loaded.values():
+        check_run_data(lr.config, folder, lr.weights)
     manifest = read_manifest(folder).set_index("patientId")
     missing = [p for p in chosen["patientId"] if p not in manifest.index]
     if missing:
@@ -824,6 +845,45 @@ def compare_maps(weights: Mapping[str, str | Path], data_dir: str | Path | None 
     figure = overlays.save_figure(fig, paths.images_dir() / "cam" / f"{name}.png")
     return {"figure": figure, "patient_ids": chosen["patientId"].tolist(),
             "probs": {r: p.tolist() for r, p in probs.items()}, "maps": maps, "images": images}
+
+
+@dataclass(frozen=True)
+class AvailableRuns:
+    """Which of the asked runs can be interpreted.
+
+    Attributes:
+        present: runs with ``weights/<run>/best.pth``, in the order asked.
+        missing: ``{run: the command that trains it}`` for the others.
+    """
+
+    present: list[str]
+    missing: dict[str, str]
+
+    @property
+    def side_by_side(self) -> bool:
+        """True when at least two runs exist, so they can be shown side by side."""
+        return len(self.present) >= 2
+
+    def notes(self) -> list[str]:
+        """One line per missing run, naming the command that adds it."""
+        return [f"{run}: no {paths.run_files(run)['best']}; `{cmd}` adds it."
+                for run, cmd in self.missing.items()]
+
+
+def available_runs(runs: Sequence[str]) -> AvailableRuns:
+    """The runs of ``runs`` that have been trained, and the command for each one that has not.
+
+    Raises:
+        RunOutputsError: none of them has weights; names the command for each.
+    """
+    from .compare import train_command
+
+    present = [r for r in runs if paths.run_files(r)["best"].is_file()]
+    missing = {r: train_command(r) for r in runs if r not in present}
+    if not present:
+        raise RunOutputsError("no trained run to interpret: "
+                              + "; ".join(AvailableRuns([], missing).notes()))
+    return AvailableRuns(present, missing)
 
 
 def interpret_runs(runs: Sequence[str], **settings: Any) -> dict[str, dict[str, Any]]:
@@ -865,6 +925,7 @@ def sanity_cascade(weights: str | Path, data_dir: str | Path | None = None, spli
 
     run = load_run(weights, device, data_dir)
     folder = _data_folder(data_dir, run)
+    check_run_data(run.config, folder, run.weights)
     manifest = read_manifest(folder)
     rows = manifest[manifest["split"] == split]
     rows = rows[_positives(rows["label"], _boxes(rows))].head(max(1, int(n_images)))

@@ -2,26 +2,41 @@
 
 Each stage runs as its own script in a subprocess, exactly as a person would run it, so a
 stage's memory is released before the next starts and a crash names the stage. The pipeline
-resumes where a previous run stopped:
+resumes where a previous run stopped, and a stage is skipped only when what it recorded equals
+what is asked now (settings, and the data: source kind, labels hash and split fingerprint):
 
-- preprocessing is skipped when ``data/Processed`` holds valid outputs (the preprocess stage
+- preprocessing is skipped when the processed folder holds valid outputs (the preprocess stage
   itself re-uses finished arrays);
-- a training run with ``metrics/<run>_eval.json`` is done; one with ``weights/<run>/last.pth``
-  but no evaluation is continued with ``--resume``;
-- interpretation is skipped when its localization JSON is newer than the run's best weights;
+- training: a run with ``metrics/<run>_eval.json`` whose ``weights/<run>/config.json`` records
+  the requested settings (:data:`TRAIN_SETTINGS`) and data is done; one with
+  ``weights/<run>/last.pth`` but no evaluation is continued with ``--resume`` under the same
+  condition. When the recorded settings or data differ, the pipeline refuses and names the
+  difference; ``--overwrite`` retrains (training is the expensive stage: never redone silently);
+- interpretation is skipped when its localization JSON records the requested settings
+  (:data:`INTERPRET_SETTINGS`) and data and is newer than the run's best weights; otherwise it
+  simply runs again (it is cheap);
 - the comparison is cheap and always recomputed.
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import paths
-from .errors import PneumocamError
+from .errors import ConfigError, PneumocamError
+from .processed import DataIdentity, data_identity, run_data_dir, run_data_identity
+
+#: Training settings that decide a run's result: a finished run counts only when they match.
+TRAIN_SETTINGS = ("sampler", "epochs", "batch_size", "lr", "weight_decay", "schedule", "seed",
+                  "pretrained", "limit", "pos_weight", "n_boot")
+#: Interpretation settings that decide its outputs.
+INTERPRET_SETTINGS = ("split", "method", "n", "n_boot", "seed", "limit", "save_maps")
 
 RUNS = ("original", "balanced")
 
@@ -39,6 +54,8 @@ class PipelineConfig:
         n_overlays: CAM overlays saved per run.
         n_boot: bootstrap resamples behind every 95% interval.
         extra_train_args: passed verbatim to both training scripts.
+        overwrite: retrain a run whose recorded settings or data differ from the requested
+            ones (without it the pipeline refuses and names the difference).
     """
 
     data_dir: Path | None = None
@@ -50,6 +67,7 @@ class PipelineConfig:
     seed: int = 0
     n_boot: int = 1000
     extra_train_args: list[str] = field(default_factory=list)
+    overwrite: bool = False
 
 
 # The scripts live in the checkout this package is installed from (editable install), which
@@ -73,26 +91,152 @@ def _run(stage: str, args: list[str]) -> None:
     print(f"=== {stage}: done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
-def _training_args(config: PipelineConfig, run: str, processed: Path) -> list[str] | None:
-    """Arguments for one training run, or None when the run is already finished."""
-    files = paths.run_files(run)
-    if files["eval"].is_file() and files["best"].is_file():
-        print(f"=== train {run}: finished earlier (metrics/{run}_eval.json); skipped", flush=True)
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
         return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _shown(value: Any) -> str:
+    return "default" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One setting (or ``data``) whose recorded value differs from the requested one."""
+
+    name: str
+    recorded: Any
+    requested: Any
+
+    def sides(self) -> tuple[str, str]:
+        return (f"{self.name}={_shown(self.recorded)}", f"{self.name}={_shown(self.requested)}")
+
+
+def _data_difference(recorded: DataIdentity, recorded_dir: Path | None, wanted: DataIdentity,
+                     processed: Path) -> list[Difference]:
+    if not recorded.differences(wanted) and recorded.known:
+        return []
+    return [Difference("data", f"{recorded.describe()} in {recorded_dir or '?'}",
+                       f"{wanted.describe()} in {processed}")]
+
+
+def training_differences(run: str, args: list[str], processed: Path,
+                         identity: DataIdentity | None = None) -> list[Difference] | None:
+    """How the run recorded in ``weights/<run>/config.json`` differs from what the training
+    arguments ``args`` (script path first) would train on ``processed``.
+
+    A setting the request leaves to its default (None) matches only a run that left it to the
+    default too; an explicit one is compared with the run's resolved value.
+
+    Returns:
+        The differences (empty: the same run), or None when there is no readable config.json.
+    """
+    from .train import _parse_pos_weight, build_arg_parser, config_from_args
+
+    config = _read_json(paths.run_files(run)["config"])
+    if config is None:
+        return None
+    sampler = "original" if Path(args[0]).name == "train_original.py" else "balanced"
+    requested = config_from_args(build_arg_parser(sampler).parse_args(args[1:]), sampler)
+    arguments = config.get("arguments") if isinstance(config.get("arguments"), dict) else {}
+    settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
+    diffs = []
+    for name in TRAIN_SETTINGS:
+        wanted = getattr(requested, name)
+        if wanted is None:
+            recorded = arguments.get(name)
+        else:
+            recorded = settings.get("pos_weight_setting" if name == "pos_weight" else name,
+                                    arguments.get(name))
+            if name == "pos_weight":
+                wanted = _parse_pos_weight(wanted)
+        if recorded != wanted:
+            diffs.append(Difference(name, recorded, wanted))
+    identity = identity or data_identity(processed)
+    return diffs + _data_difference(run_data_identity(config), run_data_dir(config), identity,
+                                    processed)
+
+
+def _mismatch(run: str, diffs: list[Difference] | None, finished: bool) -> str:
+    """What is wrong with the existing run, in one clause."""
+    wdir = f"weights/{run}"
+    if diffs is None:
+        return f"{wdir} holds a run without a readable config.json (settings and data unknown)"
+    if not diffs:
+        return f"{wdir} holds an unfinished run with no last.pth to resume"
+    state = "was trained" if finished else "(unfinished) was started"
+    recorded = ", ".join(d.sides()[0] for d in diffs)
+    requested = ", ".join(d.sides()[1] for d in diffs)
+    return f"{wdir} {state} with {recorded}; this run asks {requested}"
+
+
+def _training_args(config: PipelineConfig, run: str, processed: Path,
+                   identity: DataIdentity | None = None) -> list[str] | None:
+    """Arguments for one training run, or None when a run with these settings and this data
+    is already finished.
+
+    Raises:
+        ConfigError: the existing run (finished or not) differs from the requested one and
+            ``config.overwrite`` is not set; the message names every difference.
+    """
+    from .run_state import existing_run_files
+
+    files = paths.run_files(run)
     script = "train_original.py" if run == "original" else "train_balanced.py"
     args = [_script(script), "--data-dir", str(processed), "--run-name", run,
             "--device", config.device, "--seed", str(config.seed), "--n-boot", str(config.n_boot)]
     if config.epochs is not None:
         args += ["--epochs", str(config.epochs)]
-    if files["last"].is_file():
-        args.append("--resume")
-    return args + list(config.extra_train_args)
+    args += list(config.extra_train_args)
+    if not existing_run_files(files):
+        return args
+    finished = files["eval"].is_file() and files["best"].is_file()
+    diffs = training_differences(run, args, processed, identity)
+    if diffs == [] and finished:
+        print(f"=== train {run}: finished earlier with these settings and data "
+              f"(metrics/{run}_eval.json); skipped", flush=True)
+        return None
+    if diffs == [] and files["last"].is_file():
+        return args + ["--resume"]
+    if not config.overwrite:
+        raise ConfigError(f"{_mismatch(run, diffs, finished)}: pass --overwrite to retrain it "
+                          "(its weights, metrics and figures are replaced), or rerun with the "
+                          "recorded settings and data.")
+    print(f"=== train {run}: {_mismatch(run, diffs, finished)}; retraining (--overwrite)",
+          flush=True)
+    return args + ["--overwrite"]
 
 
-def _interpret_done(run: str) -> bool:
-    report = paths.metrics_dir() / f"{run}_localization.json"
-    best = paths.run_weights_dir(run) / "best.pth"
-    return report.is_file() and best.is_file() and report.stat().st_mtime >= best.stat().st_mtime
+def _interpret_settings(config: PipelineConfig) -> dict[str, Any]:
+    return {"split": "test", "method": config.method, "n": config.n_overlays,
+            "n_boot": config.n_boot, "seed": config.seed, "limit": None, "save_maps": True}
+
+
+def interpretation_differences(run: str, requested: dict[str, Any],
+                               identity: DataIdentity) -> list[str]:
+    """Why ``metrics/<run>_localization.json`` is not the requested interpretation (empty: it
+    is): missing, older than the run's best weights, other settings or other data."""
+    from .interpret import output_paths
+
+    path = output_paths(run)["localization_json"]
+    best = paths.run_files(run)["best"]
+    report = _read_json(path)
+    if report is None:
+        return [f"no readable {path.name}"]
+    reasons = []
+    if best.is_file() and path.stat().st_mtime < best.stat().st_mtime:
+        reasons.append("the weights are newer")
+    recorded = report.get("config") if isinstance(report.get("config"), dict) else {}
+    for name in INTERPRET_SETTINGS:
+        if recorded.get(name) != requested[name]:
+            reasons.append(f"{name}={_shown(recorded.get(name))} -> {_shown(requested[name])}")
+    data = DataIdentity.from_dict(report.get("data_identity"))
+    if not data.known or data.differences(identity):
+        reasons.append(f"data {data.describe()} -> {identity.describe()}")
+    return reasons
 
 
 def run_pipeline(config: PipelineConfig) -> dict[str, Path]:
@@ -101,16 +245,20 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Path]:
 
     start = time.perf_counter()
     processed = ensure_processed(out_dir=config.processed_dir, data_dir=config.data_dir)
-    for run in RUNS:
-        args = _training_args(config, run, processed)
+    identity = data_identity(processed)
+    # Decide every training before running any: a refusal must come before hours of work.
+    train_args = {run: _training_args(config, run, processed, identity) for run in RUNS}
+    for run, args in train_args.items():
         if args is not None:
             _run(f"train {run}", args)
     _run("compare", [_script("compare.py"), "--runs", *RUNS, "--n-boot", str(config.n_boot),
                      "--seed", str(config.seed)])
     for run in RUNS:
-        if _interpret_done(run):
-            print(f"=== interpret {run}: up to date; skipped", flush=True)
+        reasons = interpretation_differences(run, _interpret_settings(config), identity)
+        if not reasons:
+            print(f"=== interpret {run}: up to date; skipped (same settings and data)", flush=True)
             continue
+        print(f"=== interpret {run}: rerun ({'; '.join(reasons)})", flush=True)
         _run(f"interpret {run}", [
             _script("interpret.py"), "--weights", str(paths.run_weights_dir(run) / "best.pth"),
             "--data-dir", str(processed), "--method", config.method, "--n", str(config.n_overlays),

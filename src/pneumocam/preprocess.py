@@ -97,6 +97,7 @@ from .processed import (
     array_relpath,
     read_manifest,
     read_stats,
+    split_fingerprint,
 )
 from .provenance import provenance, write_json_atomic
 
@@ -982,6 +983,7 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
         "mean_std_scope": scope,
         "size": size,
         "source": source,
+        "split_fingerprint": split_fingerprint(manifest),  # which patient is in which split
         "counts": counts,
         "class_counts": _class_counts(manifest),
         "n_images": n_images,

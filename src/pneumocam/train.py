@@ -77,7 +77,17 @@ from .errors import (
 )
 from .metrics import safe_average_precision, safe_roc_auc, threshold_metrics
 from .model import CAM_LAYER, build_model, load_state_dict_checked
-from .processed import SPLITS, load_split, read_manifest, read_stats
+from .processed import (
+    RUN_DATA_DIR_KEY,
+    RUN_DATA_IDENTITY_KEY,
+    SPLITS,
+    DataIdentity,
+    data_identity,
+    load_split,
+    read_manifest,
+    read_stats,
+    record_path,
+)
 from .provenance import provenance, to_jsonable, write_json_atomic
 from .run_state import (
     CHECKPOINT_FORMAT,
@@ -694,6 +704,8 @@ def _train(config: TrainConfig, info: DistInfo,
         "train_counts": {"0": n_neg, "1": n_pos},
         "data_dir": str(processed), "data_mean": float(stats["mean"]),
         "data_std": float(stats["std"]), "data_source": stats.get("source"),
+        # Which data this is (kind, labels hash, split fingerprint): what later stages check.
+        "data_identity": data_identity(processed, stats).to_dict(),
     })
     batch_size = min(settings["batch_size"], math.ceil(len(train_split) / info.world))
     if batch_size != settings["batch_size"]:
@@ -702,6 +714,13 @@ def _train(config: TrainConfig, info: DistInfo,
     settings["effective_batch_size"] = batch_size
     if ckpt is not None:
         check_resume_settings(ckpt["settings"], settings, files["last"])
+        diffs = DataIdentity.from_dict(ckpt["settings"].get("data_identity")).differences(
+            DataIdentity.from_dict(settings["data_identity"]))
+        if diffs:
+            raise CheckpointError(
+                f"{files['last']} was trained on other data than {processed} ({'; '.join(diffs)}). "
+                "Resume with the processed folder in its config.json, or start afresh with "
+                "--overwrite (or another --run-name).")
     mean, std = settings["data_mean"], settings["data_std"]
     _print(info, f"[train] run {config.run_name!r}: sampler={config.sampler}, "
                  f"{len(train_split)} train ({n_pos} positive) / {len(val_split)} val images "
@@ -835,11 +854,17 @@ def _train(config: TrainConfig, info: DistInfo,
 def _write_config(files: dict[str, Path], config: TrainConfig, settings: dict[str, Any],
                   stats: dict[str, Any], ckpt: dict[str, Any] | None) -> None:
     """weights/<run>/config.json: arguments, resolved settings, data, model, provenance.
-    A resumed run keeps the original block and records each resume."""
+    A resumed run keeps the original arguments and records each resume.
+
+    The data the run was trained on: ``data_dir`` (top level, relative to the repository root
+    when inside it; read through :func:`pneumocam.processed.run_data_dir`) and
+    ``data_identity`` (kind, labels hash, split fingerprint; what later stages compare)."""
     doc: dict[str, Any] = {
         "run": config.run_name,
         "arguments": dataclasses.asdict(config),
         "settings": settings,
+        RUN_DATA_DIR_KEY: record_path(settings["data_dir"]),
+        RUN_DATA_IDENTITY_KEY: settings["data_identity"],
         "data_source": stats.get("source"),
         "stats": {"mean": stats["mean"], "std": stats["std"], "size": stats.get("size"),
                   "counts": stats.get("counts")},
@@ -855,6 +880,7 @@ def _write_config(files: dict[str, Path], config: TrainConfig, settings: dict[st
         try:
             old = json.loads(files["config"].read_text())
             doc["provenance"] = old.get("provenance", doc["provenance"])
+            doc["arguments"] = old.get("arguments", doc["arguments"])
             doc["resumes"] = list(old.get("resumes", []))
         except (OSError, json.JSONDecodeError):
             pass
@@ -886,7 +912,8 @@ def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str
           f"evaluating on val + test ({len(test_split)} images)", flush=True)
     result.evaluation = evaluate_run(
         result.run, frames["val"], frames["test"], data_source=stats.get("source") or {},
-        history_csv=files["csv"], seed=settings["seed"], n_boot=settings["n_boot"])
+        history_csv=files["csv"], seed=settings["seed"], n_boot=settings["n_boot"],
+        data_identity=settings["data_identity"])
     test_auc = (result.evaluation.get("roc_auc") or {}).get("value")
     if isinstance(test_auc, float):
         ci = result.evaluation["roc_auc"].get("ci95") or [None, None]
