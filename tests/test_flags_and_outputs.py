@@ -248,3 +248,43 @@ def test_a_failed_checkpoint_write_is_one_clear_error_and_keeps_the_old_file(tmp
         checkpoint.save_checkpoint({"w": torch.zeros(2)}, target)
     assert target.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]
+
+
+def test_n_grid_zero_writes_no_grids_and_removes_earlier_ones(trained):
+    config = InterpretConfig(weights=paths.run_files("tiny")["best"], n=1, n_grid=1, n_boot=10,
+                             device="cpu", submission=False)
+    grids = [interpret_module.output_paths("tiny")[f"grid_{c}"] for c in ("tp", "fp", "fn", "tn")]
+    interpret(config)
+    assert any(g.is_file() for g in grids)
+    config.n_grid = 0
+    result = interpret(config)
+    assert not any(g.is_file() for g in grids)
+    assert not any(k.startswith("grid_") for k in result["outputs"])
+
+
+def test_predict_refuses_normalising_with_another_split(trained, tmp_path):
+    import json
+    import shutil
+
+    import cv2
+
+    from pneumocam.errors import DataSourceError
+    from pneumocam.predict import PredictConfig, predict
+
+    other = tmp_path / "other_split"
+    shutil.copytree(trained / "data" / "Processed", other)
+    manifest = pd.read_csv(other / "manifest.csv", dtype=str, keep_default_na=False)
+    first_train, first_test = (manifest.index[manifest.split == s][0] for s in ("train", "test"))
+    manifest.loc[[first_train, first_test], "split"] = ["test", "train"]  # two patients swap
+    manifest.to_csv(other / "manifest.csv", index=False)
+    stats = json.loads((other / "stats.json").read_text())
+    stats.pop("split_fingerprint", None)  # recomputed from the manifest
+    (other / "stats.json").write_text(json.dumps(stats))
+    image = tmp_path / "scan.png"
+    cv2.imwrite(str(image), np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8))
+    with pytest.raises(DataSourceError, match="split"):
+        predict(PredictConfig(weights=paths.run_files("tiny")["best"], files=[image],
+                              data_dir=other, out_dir=tmp_path / "out", device="cpu"))
+    results = predict(PredictConfig(weights=paths.run_files("tiny")["best"], files=[image],
+                                    out_dir=tmp_path / "out", device="cpu"))
+    assert results[0].ok

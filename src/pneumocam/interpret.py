@@ -389,7 +389,9 @@ def output_paths(run: str, limit: int | None = None) -> dict[str, Path]:
 def _draw(run: LoadedRun, data: SplitArrays, maps: SplitMaps, idx: np.ndarray, boxes: list,
           hits: Mapping[int, bool], method: str, out: Mapping[str, Path], n_grid: int,
           demo: bool) -> list[str]:
-    """Single-image overlays for ``idx`` and the four confusion-matrix grids."""
+    """Single-image overlays for ``idx`` and the confusion-matrix grids (none when ``n_grid``
+    is 0; a cell with no image gets none). Earlier overlays and grids of the run are removed
+    first: they showed another choice of images."""
     ids = data.manifest["patientId"].astype(str).tolist()
     folder = out["overlays_dir"]
     folder.mkdir(parents=True, exist_ok=True)
@@ -406,6 +408,9 @@ def _draw(run: LoadedRun, data: SplitArrays, maps: SplitMaps, idx: np.ndarray, b
     names = {"tp": "true positives", "fp": "false positives", "fn": "false negatives",
              "tn": "true negatives"}
     for cell, cidx in cells.items():
+        out[f"grid_{cell}"].unlink(missing_ok=True)
+        if len(cidx) == 0:
+            continue
         fig = overlays.cam_grid_figure(
             data.images[cidx], maps.maps[cidx], [boxes[i] for i in cidx],
             [f"{ids[i][:13]} p={maps.probs[i]:.2f}" for i in cidx],
@@ -596,7 +601,8 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
     result = json.loads(out["localization_json"].read_text())
     result["outputs"] = {k: str(v) for k, v in out.items()
                          if (k not in ("maps", "maps_index") or config.save_maps)
-                         and (k != "submission" or "path" in submission)}
+                         and (k != "submission" or "path" in submission)
+                         and (not k.startswith("grid_") or v.is_file())}
     return result
 
 

@@ -40,7 +40,7 @@ from .data import prepare_batch
 from .distributed import resolve_device
 from .errors import ConfigError, DicomReadError, PneumocamError, ProcessedDataError
 from .model import build_model, load_state_dict_checked
-from .processed import read_stats
+from .processed import check_run_data, read_stats, run_data_dir
 from .provenance import provenance, write_json_atomic
 
 DEFAULT_THRESHOLD = 0.5
@@ -152,13 +152,6 @@ def operating_threshold(run: str, weights: str | Path | None = None) -> tuple[fl
     return DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} ({path} missing or without it)"
 
 
-def _resolve_path(value: Any) -> Path | None:
-    if not value:
-        return None
-    path = Path(str(value))
-    return path if path.is_absolute() else paths.repo_root() / path
-
-
 def resolve_normalisation(config: dict[str, Any], data_dir: Path | None
                           ) -> tuple[float, float, int, dict[str, Any], Path | None]:
     """(mean, std, size, data_source, processed folder) for a run.
@@ -171,7 +164,7 @@ def resolve_normalisation(config: dict[str, Any], data_dir: Path | None
         ConfigError: neither source gives a mean and a std.
     """
     run_stats = config.get("stats") if isinstance(config.get("stats"), dict) else {}
-    folder = data_dir or _resolve_path(config.get("data_dir")) or paths.processed_dir()
+    folder = data_dir or run_data_dir(config) or paths.processed_dir()
     try:
         folder_stats = read_stats(folder)
     except ProcessedDataError:
@@ -216,6 +209,8 @@ def load_run(weights: str | Path, device: str = "auto", data_dir: str | Path | N
     config = read_run_config(weights)
     mean, std, size, source, folder = resolve_normalisation(
         config, Path(data_dir) if data_dir else None)
+    if folder is not None:  # the stats (and later the images) must be the run's own data
+        check_run_data(config, folder, weights)
     model = build_model(pretrained=False)
     load_state_dict_checked(model, state, str(weights))
     model.to(torch_device).eval()
