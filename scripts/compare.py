@@ -10,7 +10,6 @@ metrics/<run>_eval.json and metrics/<run>_predictions_test.csv, written by its t
 from __future__ import annotations
 
 import argparse
-import sys
 
 from pneumocam import cli, paths
 from pneumocam.compare import CompareConfig, compare_runs
@@ -30,8 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         table = compare_runs(config.runs, n_boot=config.n_boot, seed=config.seed)
     except PneumocamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return cli.report_error(exc)
     cols = ["run", "roc_auc", "roc_auc_ci95_lo", "roc_auc_ci95_hi", "average_precision",
             "sensitivity_at_op", "specificity_at_op", "auc_diff_vs_reference",
             "auc_diff_ci95_lo", "auc_diff_ci95_hi"]

@@ -11,12 +11,10 @@ read must be the data the run was trained on (source, labels, split); another fo
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from pneumocam import paths
+from pneumocam import cli, paths
 from pneumocam.cam import METHODS
-from pneumocam.cli import run_main
 from pneumocam.errors import PneumocamError
 from pneumocam.interpret import InterpretConfig, interpret
 from pneumocam.processed import SPLITS
@@ -33,17 +31,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "data/Processed)")
     p.add_argument("--split", choices=SPLITS, default="test", help="split to interpret")
     p.add_argument("--method", choices=METHODS, default="cam", help="class activation map method")
-    p.add_argument("--n", type=int, default=32,
+    p.add_argument("--n", type=cli.non_negative_int, default=32,
                    help="number of single-image overlays (positives first, then negatives)")
-    p.add_argument("--n-grid", type=int, default=8, help="examples per confusion-matrix grid")
+    p.add_argument("--n-grid", type=cli.non_negative_int, default=8, help="examples per confusion-matrix grid")
     p.add_argument("--save-maps", action="store_true",
                    help="also write metrics/<run>_maps.npy (raw maps of the whole split) and its index")
-    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--batch-size", type=cli.positive_int, default=64, help="images per forward pass")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (auto: CUDA when available)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the sanity check")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    p.add_argument("--limit", type=int, default=None,
+    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the bootstrap and the sanity check")
+    p.add_argument("--n-boot", type=cli.positive_int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--limit", type=cli.positive_int, default=None,
                    help="use only the first LIMIT images of each split (a quick look; its "
                         "outputs are named <run>_limitLIMIT and never replace the full ones)")
     p.add_argument("--no-submission", action="store_true",
@@ -62,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = interpret(config)
     except PneumocamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return cli.report_error(exc)
     pg, iou = result["pointing_game"], result["iou"]
     print(f"{result['run']} ({result['method']}, {result['split']}, {result['n_images']} positive images): "
           f"pointing game {pg['value']:.3f} [{pg['ci95'][0]:.3f}, {pg['ci95'][1]:.3f}], "
@@ -80,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main)
+    cli.run_main(main)

@@ -15,8 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from pneumocam import paths
-from pneumocam.cli import run_main
+from pneumocam import cli, paths
 from pneumocam.demo import DEMO_DEFAULT_N, DemoConfig, make_demo_dataset
 from pneumocam.errors import PneumocamError
 
@@ -48,14 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         config = DemoConfig.from_dict(overrides)
     except (PneumocamError, OSError, ValueError, TypeError) as exc:  # unreadable or bad --config
         print(f"error: --config {args.config}: {exc}", file=sys.stderr)
-        return 2
+        return cli.EXIT_USAGE
     try:
         summary = make_demo_dataset(args.out, n=args.n, seed=args.seed, workers=args.workers,
                                     config=config, progress=not args.quiet,
                                     overwrite=args.overwrite)
     except PneumocamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return cli.report_error(exc)
     counts = summary["counts"] or {}
     if summary["skipped"]:
         print(f"{args.out} already holds this demo dataset (n={args.n}, seed={args.seed}, same "
@@ -69,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_main(main, resume_hint="rerun the same command: finished images are kept")
+    cli.run_main(main, resume_hint="rerun the same command: finished images are kept")

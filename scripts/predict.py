@@ -47,12 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = predict(config)
     except PneumocamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli.report_error(exc)
     failed = sum(not r.ok for r in results)
     if failed:
         print(f"{failed} of {len(results)} file(s) failed (see the errors above).", file=sys.stderr)
-        return 1
+        return cli.EXIT_FAILED
     return 0
 
 

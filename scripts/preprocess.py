@@ -14,8 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pneumocam import paths
-from pneumocam.cli import run_main
+from pneumocam import cli, paths
 from pneumocam.errors import PneumocamError
 from pneumocam.preprocess import PreprocessConfig, run_preprocess
 
@@ -58,15 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run_preprocess(config)
     except PneumocamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli.report_error(exc)
     if summary.n_images == 0:
         # A run that produced nothing must not look like success to a pipeline.
         print(f"error: no image could be written; see {summary.out_dir / 'skipped.csv'}",
               file=sys.stderr)
-        return 1
+        return cli.EXIT_FAILED
     return 0
 
 
 if __name__ == "__main__":
-    run_main(main, resume_hint="rerun the same command: finished arrays are kept")
+    cli.run_main(main, resume_hint="rerun the same command: finished arrays are kept")

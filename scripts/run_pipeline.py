@@ -9,11 +9,10 @@ training that differs is refused, naming the difference, unless --overwrite is g
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from pneumocam import cli
 from pneumocam.cam import METHODS
-from pneumocam.cli import run_main
 from pneumocam.errors import PneumocamError
 from pneumocam.pipeline import PipelineConfig, run_pipeline
 
@@ -24,15 +23,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="RSNA-layout folder (default: the real data if present, else data/demo)")
     parser.add_argument("--processed-dir", type=Path, default=None,
                         help="where preprocessing writes its arrays (default: data/Processed)")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=cli.positive_int, default=None,
                         help="epochs for both trainings (default: chosen by training; short on demo data)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="device for training and interpretation")
     parser.add_argument("--method", choices=METHODS, default="cam", help="CAM method to interpret with")
-    parser.add_argument("--n", type=int, default=32, help="CAM overlays saved per run")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--n", type=cli.non_negative_int, default=32, help="CAM overlays saved per run")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0,
                         help="seed of both trainings and of every bootstrap")
-    parser.add_argument("--n-boot", type=int, default=1000,
+    parser.add_argument("--n-boot", type=cli.positive_int, default=1000,
                         help="bootstrap resamples behind every 95%% interval")
     parser.add_argument("--overwrite", action="store_true",
                         help="retrain a run whose recorded settings or data differ from this "
@@ -45,10 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_pipeline(config)
     except PneumocamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return cli.report_error(exc)
     return 0
 
 
 if __name__ == "__main__":
-    run_main(main, resume_hint="rerun the same command: finished stages are not redone")
+    cli.run_main(main, resume_hint="rerun the same command: finished stages are not redone")

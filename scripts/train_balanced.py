@@ -8,9 +8,9 @@ Multi-GPU/CPU: torchrun --nproc_per_node=N scripts/train_balanced.py ...
 
 from __future__ import annotations
 
-from pneumocam.cli import run_main
+from pneumocam import cli
 from pneumocam.train import main
 
 if __name__ == "__main__":
-    run_main(lambda: main(sampler="balanced"),
+    cli.run_main(lambda: main(sampler="balanced"),
              resume_hint="rerun with --resume to continue after the last finished epoch")

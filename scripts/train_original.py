@@ -9,9 +9,9 @@ posweight`. Multi-GPU/CPU: torchrun --nproc_per_node=N scripts/train_original.py
 
 from __future__ import annotations
 
-from pneumocam.cli import run_main
+from pneumocam import cli
 from pneumocam.train import main
 
 if __name__ == "__main__":
-    run_main(lambda: main(sampler="original"),
+    cli.run_main(lambda: main(sampler="original"),
              resume_hint="rerun with --resume to continue after the last finished epoch")

@@ -340,7 +340,7 @@ def test_script_tiny_run_and_refusal(tmp_path: Path) -> None:
 
 def test_script_messages_name_the_flag(tmp_path: Path) -> None:
     res = _run_script("--out", str(tmp_path / "d"), "--seed", "-1", "--quiet", root=tmp_path)
-    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "Traceback" not in res.stderr  # a bad flag: usage error
     assert res.stderr.strip() == "error: --seed: expected a non-negative integer, got -1."
     res = _run_script("--out", str(tmp_path / "d"), "--n", "0", "--quiet", root=tmp_path)
     assert res.stderr.strip() == "error: --n: expected a positive integer, got 0."

@@ -288,3 +288,16 @@ def test_predict_refuses_normalising_with_another_split(trained, tmp_path):
     results = predict(PredictConfig(weights=paths.run_files("tiny")["best"], files=[image],
                                     out_dir=tmp_path / "out", device="cpu"))
     assert results[0].ok
+
+
+def test_one_exit_code_rule_for_every_error(capsys):
+    from pneumocam.errors import CheckpointError, DataSourceError
+
+    assert cli.report_error(ConfigError("--x 0: bad")) == cli.EXIT_USAGE == 2
+    for exc in (DataSourceError("d"), CheckpointError("c")):
+        assert cli.report_error(exc) == cli.EXIT_FAILED == 1
+    assert capsys.readouterr().err.splitlines() == ["error: --x 0: bad", "error: d", "error: c"]
+    for script in sorted((REPO / "scripts").glob("*.py")):  # every script follows it
+        text = script.read_text()
+        assert "cli.run_main(" in text and "sys.exit(" not in text, script.name
+        assert "return 2" not in text and 'print(f"error: {exc}"' not in text, script.name

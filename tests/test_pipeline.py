@@ -77,7 +77,7 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     third = subprocess.run(cmd[:2] + ["--epochs", "3", "--seed", "7", "--method", "gradcam",
                                        "--device", "cpu", "--n", "5", "--n-boot", "20"],
                            env=env, capture_output=True, text=True, timeout=300)
-    assert third.returncode == 1 and "Traceback" not in third.stderr
+    assert third.returncode == 2 and "Traceback" not in third.stderr  # refused: pass --overwrite
     assert "weights/original was trained with epochs=1, seed=0; this run asks epochs=3, " \
            "seed=7: pass --overwrite" in third.stderr
     assert pd.read_csv(root / "metrics" / "original.csv")["epoch"].tolist() == [1]

@@ -453,7 +453,7 @@ def test_no_patient_in_common_is_a_one_line_error(tmp_path: Path, demo_data: Pat
     assert f"{n_labels} patients in" in str(err.value) or "1 patients in" in str(err.value)
     proc = _script("--data-dir", str(empty), "--out-dir", str(tmp_path / "o"), env_root=tmp_path)
     _, err_text = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "Traceback" not in err_text
+    assert proc.returncode == 1 and "Traceback" not in err_text  # the data, not the command
     assert err_text.startswith("error: ") and "0 in common" in err_text
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
@@ -607,7 +607,7 @@ def test_cli_exit_codes(tmp_path: Path, demo_data: Path) -> None:
     proc = _script("--data-dir", str(tmp_path / "nowhere"), "--out-dir", str(tmp_path / "o"),
                    env_root=tmp_path)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 2 and "does not exist" in err and "Traceback" not in err
+    assert proc.returncode == 1 and "does not exist" in err and "Traceback" not in err
 
     broken = tmp_path / "broken"
     (broken / rsna.TRAIN_IMAGES_DIR).mkdir(parents=True)

@@ -303,7 +303,7 @@ def test_scripts_smoke(tmp_path, script, run):
     assert len(pd.read_csv(tmp_path / "metrics" / f"{run}.csv")) == 1
     # Running again without --resume/--overwrite refuses, with the fix on stderr, exit 1.
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

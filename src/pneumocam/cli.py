@@ -1,4 +1,13 @@
-"""What every script shares: Ctrl-C handling and argparse value types that refuse bad flags.
+"""What every script shares: the exit codes, Ctrl-C handling and argparse value types.
+
+Exit codes, the same for every script:
+
+- 0 (:data:`EXIT_OK`): done;
+- 1 (:data:`EXIT_FAILED`): the stage stopped on its inputs (data, checkpoint, earlier outputs),
+  explained in one ``error: ...`` line; for batch commands (``predict.py``), some items failed;
+- 2 (:data:`EXIT_USAGE`): the command itself is wrong: a bad flag value (argparse's usage
+  error) or a setting the package refuses (:class:`~pneumocam.errors.ConfigError`);
+- 130 (:data:`EXIT_INTERRUPTED`): Ctrl-C.
 
 Each script ends in ``run_main(main)``: an interrupted run prints one line and exits with
 130 (the shell's code for SIGINT) instead of a traceback. Every output file is written
@@ -17,9 +26,19 @@ import sys
 from collections.abc import Callable
 
 from . import paths
-from .errors import ConfigError
+from .errors import ConfigError, PneumocamError
 
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def report_error(exc: PneumocamError) -> int:
+    """Print ``error: <message>`` on stderr and return the exit code for it (1, or 2 for a
+    :class:`~pneumocam.errors.ConfigError`)."""
+    print(f"error: {exc}", file=sys.stderr, flush=True)
+    return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
 
 
 def run_main(main: Callable[[], int], resume_hint: str = "rerun the same command") -> None:

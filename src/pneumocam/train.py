@@ -1035,7 +1035,7 @@ def ensure_training_data(data_dir: Path | None) -> Path:
 def main(argv: list[str] | None = None, sampler: str = "balanced") -> int:
     """Entry point of both training scripts: parse, prepare data if needed, train, evaluate.
 
-    Returns the process exit code (1 with the message on stderr for a PneumocamError).
+    Returns the process exit code (:mod:`pneumocam.cli`'s convention).
     """
     parser = build_arg_parser(sampler)
     args = parser.parse_args(argv)
@@ -1048,7 +1048,6 @@ def main(argv: list[str] | None = None, sampler: str = "balanced") -> int:
         config.data_dir = ensure_training_data(args.data_dir)
         train(config)
     except PneumocamError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return cli.report_error(exc)
     return 0
 
