@@ -301,3 +301,18 @@ def test_one_exit_code_rule_for_every_error(capsys):
         text = script.read_text()
         assert "cli.run_main(" in text and "sys.exit(" not in text, script.name
         assert "return 2" not in text and 'print(f"error: {exc}"' not in text, script.name
+
+
+def test_checkpoint_paths_that_are_not_files_say_what_they_are(tmp_path):
+    from pneumocam.checkpoint import load_checkpoint
+    from pneumocam.errors import CheckpointError
+
+    loop = tmp_path / "loop.pth"
+    loop.symlink_to(loop)
+    dangling = tmp_path / "dangling.pth"
+    dangling.symlink_to(tmp_path / "gone.pth")
+    cases = {loop: "symlink loop", dangling: "broken symlink", tmp_path: "is a folder",
+             tmp_path / "missing.pth": "not found; check the path. Train a model first"}
+    for path, expected in cases.items():
+        with pytest.raises(CheckpointError, match=expected):
+            load_checkpoint(path)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from . import paths
 from .atomic import atomic_write
 from .errors import CheckpointError
 
@@ -71,15 +72,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             than tensors and plain Python containers (refused: loading would run their code).
     """
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(
-            f"{path}: is a folder, not a checkpoint file. Pass --weights weights/<run>/best.pth."
-        )
-    if not path.is_file():
-        raise CheckpointError(
-            f"{path}: checkpoint not found. Train a model first "
-            "(python scripts/train_balanced.py) or pass --weights weights/<run>/best.pth."
-        )
+    problem = paths.not_a_file_reason(path)
+    if problem is not None:
+        fix = ("Train a model first (python scripts/train_balanced.py) or pass --weights "
+               "weights/<run>/best.pth." if problem.startswith("not found")
+               else "Pass --weights weights/<run>/best.pth.")
+        raise CheckpointError(f"{path}: checkpoint {problem}. {fix}")
     try:
         head = _head(path)
     except OSError as exc:

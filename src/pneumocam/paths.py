@@ -15,8 +15,10 @@ The root is the folder holding ``pyproject.toml`` above this file (an editable i
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -154,3 +156,28 @@ def ensure_writable_dir(folder: str | Path, what: str = "output folder") -> Path
         raise OutputFolderError(f"{folder}: the {what} is not writable ({exc.strerror or exc}). "
                                 f"{fix}") from exc
     return folder
+
+
+def not_a_file_reason(path: Path) -> str | None:
+    """Why ``path`` is not a regular file one can open (the reason and the fix), or None.
+
+    Tells apart what ``is_file()`` lumps together as False: missing, a folder, a symlink loop, a
+    broken symlink, a path through a file, a device or pipe, no permission.
+    """
+    try:
+        mode = path.stat().st_mode  # follows symlinks: a dangling or looping link fails here
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop (the link points back at itself); give the real file"
+        if path.is_symlink():
+            return f"broken symlink (it points to {os.readlink(path)}, which does not exist)"
+        if exc.errno == errno.ENOENT:
+            return "not found; check the path"
+        if exc.errno == errno.ENOTDIR:
+            return "not found (a part of the path is a file, not a folder); check the path"
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file; give a file inside it"
+    if not stat.S_ISREG(mode):
+        return "not a regular file (a device, pipe or socket); give an image file"
+    return None

@@ -17,11 +17,9 @@ processed. The output folder and the CSV path are checked before any work is don
 from __future__ import annotations
 
 import csv
-import errno
 import json
 import math
 import os
-import stat
 import sys
 import tempfile
 from collections import Counter
@@ -232,33 +230,12 @@ def read_radiograph(path: str | Path, size: int):
     from . import dicom  # imported here: only prediction and the test-set submission need it
 
     path = Path(path)
-    problem = _not_a_file(path)
+    problem = paths.not_a_file_reason(path)
     if problem:
         raise DicomReadError(path, problem)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return dicom.load_image_file(path, size)
     return dicom.load_dicom_resized(path, size)
-
-
-def _not_a_file(path: Path) -> str | None:
-    """Why ``path`` is not a regular file one can open (the reason and the fix), or None."""
-    try:
-        mode = path.stat().st_mode  # follows symlinks: a dangling or looping link fails here
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "symlink loop (the link points back at itself); give the real file"
-        if path.is_symlink():
-            return f"broken symlink (it points to {os.readlink(path)}, which does not exist)"
-        if exc.errno == errno.ENOENT:
-            return "not found; check the path"
-        if exc.errno == errno.ENOTDIR:
-            return "not found (a part of the path is a file, not a folder); check the path"
-        return f"cannot be read ({exc.strerror or exc})"
-    if stat.S_ISDIR(mode):
-        return "is a folder, not a file; give the image files inside it (e.g. folder/*.dcm)"
-    if not stat.S_ISREG(mode):
-        return "not a regular file (a device, pipe or socket); give an image file"
-    return None
 
 
 @dataclass
