@@ -389,9 +389,9 @@ def output_paths(run: str, limit: int | None = None) -> dict[str, Path]:
 def _draw(run: LoadedRun, data: SplitArrays, maps: SplitMaps, idx: np.ndarray, boxes: list,
           hits: Mapping[int, bool], method: str, out: Mapping[str, Path], n_grid: int,
           demo: bool) -> list[str]:
-    """Single-image overlays for ``idx`` and the confusion-matrix grids (none when ``n_grid``
-    is 0; a cell with no image gets none). Earlier overlays and grids of the run are removed
-    first: they showed another choice of images."""
+    """Single-image overlays for ``idx`` and the four confusion-matrix grids (none when
+    ``n_grid`` is 0). Earlier overlays and grids of the run are removed first: they showed
+    another choice of images."""
     ids = data.manifest["patientId"].astype(str).tolist()
     folder = out["overlays_dir"]
     folder.mkdir(parents=True, exist_ok=True)
@@ -409,7 +409,7 @@ def _draw(run: LoadedRun, data: SplitArrays, maps: SplitMaps, idx: np.ndarray, b
              "tn": "true negatives"}
     for cell, cidx in cells.items():
         out[f"grid_{cell}"].unlink(missing_ok=True)
-        if len(cidx) == 0:
+        if n_grid == 0:
             continue
         fig = overlays.cam_grid_figure(
             data.images[cidx], maps.maps[cidx], [boxes[i] for i in cidx],
