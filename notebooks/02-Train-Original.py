@@ -132,7 +132,8 @@ ax.axhline(batch * n_pos / (n_neg + n_pos), color="gray", ls=":", label="trainin
 ax.axhline(batch / 2, color="gray", ls="--", label="half the batch")
 ax.set(xticks=draws.index, xlabel="batch of epoch 1", ylabel=f"positives of {batch}",
        title="Positives per training batch, by sampler")
-ax.legend(fontsize=8)
+ax.yaxis.get_major_locator().set_params(integer=True)
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 sampler_png = save_figure(fig, run_images_dir(run_name) / "sampler_batches.png")
 display(Image(filename=sampler_png))
 
