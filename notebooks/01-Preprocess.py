@@ -79,6 +79,86 @@ print(f"{len(report.skipped)} file(s) set aside")
 display(report.skipped.head(10))
 
 # %% [markdown]
+# ## One DICOM, step by step
+#
+# What preprocessing does to every file, done here on one positive training image with the
+# package's own building blocks (`pneumocam.dicom`; its module docstring has the details):
+#
+# 1. **stored pixels**: the values pydicom decodes (`ds.pixel_array`), before any transform;
+# 2. **modality + VOI (window) transform**: `read_dicom` applies the Modality LUT or Rescale
+#    Slope/Intercept, then the VOI LUT or the window (else the full *Bits Stored* range), inverts
+#    MONOCHROME1, and returns float32 in [0, 1] with dark lungs. RSNA files (and the demo's) carry
+#    no rescale and no window, so here this is the stored value / 255 (the difference printed is
+#    float rounding); a CT-like file with a window, or a MONOCHROME1 one, would differ;
+# 3. **the stored array**: `load_dicom_resized` pads to a centred square with black, area-resizes
+#    to `size` and rounds to uint8; for 8-bit MONOCHROME2 JPEG Baseline files like these it
+#    decodes the JPEG at a reduced size (the *fast path*), within a grey level of the full decode.
+#    Its `geometry` maps the radiologists' boxes between DICOM pixels and output pixels (the
+#    `boxes` of `manifest.csv`, mapped back here for the middle panel).
+#
+# Look at the header fields, at the dtype and range at each step, and at the boxes: they still
+# frame the opacity after resizing, because pixels and boxes go through the same geometry. The
+# figure is saved as `images/preprocess/one_dicom.png`.
+
+# %%
+import numpy as np  # noqa: E402
+import pydicom  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from pneumocam.dicom import load_dicom_resized, read_dicom, square_and_resize, to_uint8  # noqa: E402
+from pneumocam.plots import new_figure, save_figure  # noqa: E402
+from pneumocam.processed import read_manifest  # noqa: E402
+
+manifest = read_manifest(summary.out_dir)
+example = manifest[(manifest["split"] == "train") & (manifest["boxes"].str.len() > 0)].iloc[0]
+path = Path(example["source_file"])
+
+ds = pydicom.dcmread(path)
+stored = ds.pixel_array  # decoded, no value transform
+full = read_dicom(path)  # modality + VOI transform: float32 (Rows, Columns) in [0, 1]
+small = load_dicom_resized(path, size=stats["size"], fast=stats["parameters"]["fast"])
+array = np.load(summary.out_dir / example["array_file"])  # what preprocessing wrote
+assert np.array_equal(small.image, array)  # the same function made it
+
+meta = full.meta
+top = 2 ** meta.bits_stored - 1  # the largest stored value
+full_small = to_uint8(square_and_resize(full.image, stats["size"])[0])  # full decode, resized
+boxes_dicom = small.geometry.boxes_to_original(example["boxes"])
+print(f"{path.name}: {meta.rows} x {meta.columns} pixels, {meta.bits_stored}-bit "
+      f"{meta.photometric}, {ds.file_meta.TransferSyntaxUID.name} ({meta.transfer_syntax}), "
+      f"view {meta.view_position}")
+print(f"stored pixels:        {stored.dtype} {stored.shape}, {stored.min()}..{stored.max()}")
+print(f"after modality + VOI: {full.image.dtype} {full.image.shape}, "
+      f"{full.image.min():.3f}..{full.image.max():.3f}; "
+      f"max |image - stored / {top}| = {np.abs(full.image - stored / top).max():.2g}")
+print(f"stored array:         {array.dtype} {array.shape}, {array.min()}..{array.max()}; "
+      f"fast path {small.fast_path}, mean |fast - full decode| = "
+      f"{np.abs(full_small.astype(float) - array).mean():.2f} grey levels")
+print(f"geometry: {small.geometry}")
+print("boxes [x, y, w, h] in DICOM pixels: ", np.round(boxes_dicom, 1).tolist())
+print("boxes [x, y, w, h] in output pixels:", example["boxes"])
+
+fig = new_figure((11.0, 4.0), demo=report.demo)
+ax_stored, ax_voi, ax_out = fig.subplots(1, 3)
+ax_stored.imshow(stored, cmap="gray", vmin=0, vmax=top)
+ax_stored.set_title(f"stored pixels ({stored.dtype}, {stored.shape[0]}x{stored.shape[1]})", fontsize=9)
+ax_voi.imshow(full.image, cmap="gray", vmin=0, vmax=1)
+ax_voi.set_title("after modality + VOI (float32, [0, 1]) + boxes", fontsize=9)
+ax_out.imshow(array, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+ax_out.set_title(f"stored array ({array.dtype}, {array.shape[0]}x{array.shape[1]}) + boxes", fontsize=9)
+# Boxes use pixel-edge coordinates; imshow puts pixel centres on integers, hence the -0.5.
+for x, y, w, h in boxes_dicom:
+    ax_voi.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", lw=1.2))
+for x, y, w, h in example["boxes"]:
+    ax_out.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor="red", lw=1.2))
+for ax in (ax_stored, ax_voi, ax_out):
+    ax.set_axis_off()
+fig.suptitle(f"One DICOM through preprocessing: {example['patientId'][:8]} "
+             f"({meta.view_position}, label {example['label']})", fontsize=10)
+one_dicom_png = save_figure(fig, report.saved["samples.png"].parent / "one_dicom.png")
+display(Image(filename=one_dicom_png))
+
+# %% [markdown]
 # ## Split and class counts
 #
 # Every patient is in exactly one split, and each split keeps the overall share of positives

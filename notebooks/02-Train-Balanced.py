@@ -94,6 +94,49 @@ config = TrainConfig(
 result = train(config)
 
 # %% [markdown]
+# ## What the sampler puts in each batch
+#
+# The one difference between the two training notebooks, made visible. The table counts the
+# negatives and positives of the first batches of epoch 1 as each sampler draws them from this
+# run's training labels, with this run's seed and batch size, through the package's own batch
+# source (`pneumocam.data.sampler_preview` over `LoaderBatches`, what `train` feeds from on a
+# CPU). Look at the positive columns: **original** shuffles the split, so each batch holds about
+# the data's share of positives; **balanced** draws with a `WeightedRandomSampler` (weight
+# 1 / class count, with replacement), so about half of each batch is positive, and positives
+# come back more than once per epoch. The chart is saved as `images/<run>/sampler_batches.png`.
+
+# %%
+from pneumocam.data import class_counts, sampler_preview  # noqa: E402
+from pneumocam.paths import run_images_dir  # noqa: E402
+from pneumocam.plots import new_figure, save_figure  # noqa: E402
+from pneumocam.processed import read_manifest  # noqa: E402
+from pneumocam.train import limited_rows  # noqa: E402
+
+# The labels in the order training holds them (the same --limit), and the resolved settings.
+manifest = read_manifest(processed)
+train_rows = manifest[manifest["split"] == "train"]
+train_labels = limited_rows(train_rows, result.settings["limit"])["label"].to_numpy()
+n_neg, n_pos = class_counts(train_labels)
+batch, run_seed = result.settings["effective_batch_size"], result.settings["seed"]
+print(f"training labels: {n_neg} negative, {n_pos} positive ({n_pos / (n_neg + n_pos):.1%} "
+      f"positive); batch size {batch}, seed {run_seed}; this run drew with {config.sampler!r}")
+draws = sampler_preview(train_labels, batch, seed=run_seed, n_batches=4)
+display(draws)
+
+fig = new_figure((7.0, 3.2), demo=demo)
+ax = fig.subplots()
+ax.bar(draws.index - 0.2, draws["original positive"], width=0.4, label="original (shuffled)")
+ax.bar(draws.index + 0.2, draws["balanced positive"], width=0.4, label="balanced (weighted)")
+ax.axhline(batch * n_pos / (n_neg + n_pos), color="gray", ls=":", label="training share")
+ax.axhline(batch / 2, color="gray", ls="--", label="half the batch")
+ax.set(xticks=draws.index, xlabel="batch of epoch 1", ylabel=f"positives of {batch}",
+       title="Positives per training batch, by sampler")
+ax.yaxis.get_major_locator().set_params(integer=True)
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+sampler_png = save_figure(fig, run_images_dir(run_name) / "sampler_batches.png")
+display(Image(filename=sampler_png))
+
+# %% [markdown]
 # ## Learning curves
 #
 # One row per epoch from `metrics/<run>.csv` (figure: `images/<run>/curves.png`); the dashed

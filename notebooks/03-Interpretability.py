@@ -90,6 +90,81 @@ if any(rep["synthetic_demo"] for rep in reports.values()):
                      "pipeline works, and says nothing about pneumonia."))
 
 # %% [markdown]
+# ## One map by hand
+#
+# Before the package's maps, the method itself on one image: the first positive image (with
+# boxes) of the split, scored by the last run listed. A forward hook on `model.layer4` catches
+# the feature maps `A` of shape (1, 512, h, w) (7 x 7 for a 224 input) during the ordinary
+# forward pass; `einsum("chw,c->hw", A[0], fc.weight[0])` weighs each of the 512 maps by its fc
+# weight and sums them; bilinear upsampling (`align_corners=False`) brings the h x w map to the
+# input size. Two things to check in the output: the hand-made map equals
+# `pneumocam.cam.compute_cams(model, x, method="cam").raw[0]` (the maximum absolute difference
+# is printed and asserted below 1e-4), and the spatial mean of the h x w map plus `fc.bias` is
+# the model's logit, because global average pooling and the linear layer commute. Red is
+# evidence for pneumonia, blue against (the colour scale is symmetric around 0). Saved as
+# `images/cam/<run>_cam_by_hand.png`.
+
+# %%
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from pneumocam.cam import compute_cams  # noqa: E402
+from pneumocam.plots import new_figure, save_figure  # noqa: E402
+from pneumocam.predict import load_run, normalize_images  # noqa: E402
+from pneumocam.processed import load_arrays, read_manifest  # noqa: E402
+
+hand_run = present[-1]
+folder = reports[hand_run]["data_dir"]  # the processed folder this run was interpreted on
+loaded = load_run(reports[hand_run]["weights"], device=device, data_dir=folder)
+model = loaded.model  # eval mode, on loaded.device
+rows = read_manifest(folder)
+example = rows[(rows["split"] == split) & (rows["boxes"].str.len() > 0)].iloc[0]
+image = load_arrays(folder, [example["array_file"]])  # uint8 (1, H, W)
+x = normalize_images(image, loaded.mean, loaded.std).to(loaded.device)  # (1, 1, H, W), as trained
+
+caught = {}
+hook = model.layer4.register_forward_hook(lambda module, inputs, output: caught.update(A=output))
+with torch.no_grad():
+    logit = model(x)[0, 0]
+    hook.remove()
+    features = caught["A"]  # (1, 512, h, w)
+    cam = torch.einsum("chw,c->hw", features[0], model.fc.weight[0])  # (h, w), logit units
+    cam_up = F.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear",
+                           align_corners=False)[0, 0]  # (H, W)
+package_cam = compute_cams(model, x, method="cam").raw[0]  # (H, W), on the CPU
+cam, cam_up, logit = cam.cpu(), cam_up.cpu(), logit.cpu()
+difference = (cam_up - package_cam).abs().max().item()
+print(f"{hand_run}, {example['patientId']}: features {tuple(features.shape)}, map "
+      f"{tuple(cam.shape)} -> {tuple(cam_up.shape)}")
+print(f"max |by hand - compute_cams| = {difference:.2e}")
+assert np.allclose(cam_up.numpy(), package_cam.numpy(), atol=1e-4)
+print(f"mean of the {cam.shape[0]}x{cam.shape[1]} map + fc.bias = "
+      f"{(cam.mean() + model.fc.bias[0].cpu()).item():.5f}; logit = {logit.item():.5f}")
+
+limit_abs = float(package_cam.abs().max()) or 1.0  # one symmetric scale for the three maps
+fig = new_figure((12.0, 3.4), demo=loaded.demo)
+ax_image, ax_low, ax_hand, ax_package = fig.subplots(1, 4)
+ax_image.imshow(image[0], cmap="gray", vmin=0, vmax=255)
+for bx, by, bw, bh in example["boxes"]:
+    ax_image.add_patch(Rectangle((bx - 0.5, by - 0.5), bw, bh, fill=False, edgecolor="cyan"))
+ax_image.set_title(f"{example['patientId'][:8]} ({split}), boxes", fontsize=9)
+ax_low.imshow(cam, cmap="RdBu_r", vmin=-limit_abs, vmax=limit_abs)
+ax_low.set_title(f"by hand: {cam.shape[0]}x{cam.shape[1]} CAM", fontsize=9)
+ax_hand.imshow(cam_up, cmap="RdBu_r", vmin=-limit_abs, vmax=limit_abs)
+ax_hand.set_title("by hand: upsampled (bilinear)", fontsize=9)
+shown = ax_package.imshow(package_cam, cmap="RdBu_r", vmin=-limit_abs, vmax=limit_abs)
+ax_package.set_title(f"compute_cams raw (max diff {difference:.1e})", fontsize=9)
+for ax in (ax_image, ax_low, ax_hand, ax_package):
+    ax.set_axis_off()
+fig.colorbar(shown, ax=ax_package, shrink=0.8, label="logit units")
+fig.suptitle(f"Class activation map of {hand_run}, by hand and by the package "
+             f"(logit {logit.item():.3f})", fontsize=10)
+by_hand_png = save_figure(fig, paths.images_dir() / "cam" / f"{hand_run}_cam_by_hand.png")
+display(Image(filename=by_hand_png))
+
+# %% [markdown]
 # ## The maps, image by image
 #
 # For each run: the chosen overlays (`images/cam/<run>/<patientId>.png`: positives the model is
@@ -108,8 +183,11 @@ for run in present:
 
 # %%
 for run in present:
-    display(Image(filename=reports[run]["outputs"]["grid_tp"]))
-    display(Image(filename=reports[run]["outputs"]["grid_fp"]))
+    for grid, what in (("grid_tp", "true positives"), ("grid_fp", "false positives")):
+        if grid in reports[run]["outputs"]:
+            display(Image(filename=reports[run]["outputs"][grid]))
+        else:  # an empty cell of the confusion matrix gets no grid
+            print(f"{run}: no {what} in the {split} split at the operating threshold: no grid.")
 
 # %% [markdown]
 # ## Original vs balanced on the same images

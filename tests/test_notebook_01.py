@@ -39,7 +39,13 @@ def test_notebook_runs_on_tiny_demo_profile(tmp_path: Path) -> None:
     assert stats["source"]["path"] == "data/demo"  # relative to the repository root
     assert stats["source"]["abs_path"] == str((root / "data" / "demo").resolve())
     assert len(read_manifest(processed)) == 24
-    for name in ("samples.png", "counts.png"):
+    # one DICOM by hand: header fields, each step's dtype/shape/range, its figure
+    assert "8-bit MONOCHROME2, JPEG Baseline" in text and "view " in text
+    assert "stored pixels:        uint8 (1024, 1024)" in text
+    assert "after modality + VOI: float32 (1024, 1024)" in text
+    assert "stored array:         uint8 (64, 64)" in text
+    assert "boxes [x, y, w, h] in output pixels:" in text
+    for name in ("samples.png", "counts.png", "one_dicom.png"):
         png = root / "images" / "preprocess" / name
         assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
     views = (root / "metrics" / "preprocess_view_positions.csv").read_text()

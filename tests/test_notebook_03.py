@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -29,6 +30,12 @@ def test_notebook_runs_on_tiny_profile(tmp_path: Path) -> None:
         assert f"{report['pointing_game']['value']:.3f}" in text
         assert (root / "metrics" / f"{run}_maps.npy").is_file()
         assert (root / "images" / "cam" / f"{run}_grid_tp.png").is_file()
+    # one map by hand (forward hook + einsum + bilinear upsampling) equals compute_cams, and its
+    # spatial mean plus fc.bias is the logit
+    assert "max |by hand - compute_cams| = " in text
+    match = re.search(r"map \+ fc\.bias = (-?[\d.]+); logit = (-?[\d.]+)", text)
+    assert match and abs(float(match[1]) - float(match[2])) <= 1e-3 * max(1.0, abs(float(match[2])))
+    assert (root / "images" / "cam" / "balanced_cam_by_hand.png").read_bytes()[:4] == b"\x89PNG"
     table = pd.read_csv(root / "metrics" / "localization_comparison.csv")
     assert table["name"].tolist()[:2] == ["original", "balanced"]
     assert table["baseline"].tolist() == [False, False, True, True, True]

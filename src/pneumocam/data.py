@@ -15,16 +15,20 @@ training split's mean/std. The same tensor code runs on CPU and GPU:
 - :class:`DeviceBatches` (whole split resident on the GPU) and :func:`make_loader_batches`
   (a ``DataLoader`` over the uint8 arrays, for CPU) both yield ``(uint8 (B,H,W), float (B,))``
   batches for the same epoch function.
+- :func:`sampler_preview`: the class counts of the first batches each sampler draws (the
+  training notebooks' table), from the same batch source training uses on the CPU.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
@@ -346,3 +350,46 @@ class LoaderBatches:
         else:
             self.generator.manual_seed(self.seed + epoch)
         yield from self.loader
+
+
+# --------------------------------------------------------------------------- sampler preview
+
+def sampler_preview(labels: np.ndarray | torch.Tensor, batch_size: int, seed: int = 0,
+                    n_batches: int = 4, epoch: int = 1,
+                    samplers: Sequence[str] = SAMPLERS) -> pd.DataFrame:
+    """Negatives and positives in each of the first ``n_batches`` training batches, per sampler.
+
+    The batches are those :class:`LoaderBatches` yields for epoch ``epoch`` (the CPU training
+    path: ``RandomSampler`` for ``"original"``, ``WeightedRandomSampler(1/count, N,
+    replacement=True)`` for ``"balanced"``), seeded as training seeds them, so with a run's
+    ``seed`` and effective batch size they are that run's first batches on the CPU. Only the
+    labels are drawn (the images are 1x1 placeholders): milliseconds on any split. A GPU that
+    holds the split draws the same distribution on the device (:func:`epoch_indices`), not these
+    exact batches.
+
+    Args:
+        labels: 0/1 training labels (N,), in the order training holds them.
+        batch_size: images per batch; an incomplete last batch is dropped, as in training.
+        seed: the run's seed.
+        n_batches: batches counted (fewer when an epoch has fewer).
+        epoch: the epoch whose draw is shown (training counts from 1).
+        samplers: which draws, side by side (each of :data:`SAMPLERS`).
+
+    Returns:
+        DataFrame indexed by ``batch`` (1, 2, ...) with int columns ``"<sampler> negative"`` and
+        ``"<sampler> positive"`` for each sampler, in the order given (each row sums to
+        ``batch_size`` per sampler).
+    """
+    y = as_tensor(labels).long().cpu()
+    placeholders = torch.zeros((len(y), 1, 1), dtype=torch.uint8)
+    columns: dict[str, list[int]] = {}
+    for sampler in samplers:
+        batches = LoaderBatches(placeholders, y, batch_size, sampler, seed)
+        counts = [class_counts(batch_labels) for _, batch_labels in
+                  itertools.islice(batches.epoch(epoch), n_batches)]
+        columns[f"{sampler} negative"] = [neg for neg, _ in counts]
+        columns[f"{sampler} positive"] = [pos for _, pos in counts]
+    n = min((len(v) for v in columns.values()), default=0)
+    table = pd.DataFrame({k: v[:n] for k, v in columns.items()}, dtype=int)
+    table.index = pd.RangeIndex(1, n + 1, name="batch")
+    return table
