@@ -23,7 +23,7 @@ from pneumocam.predict import PredictConfig, predict
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", type=Path, help="DICOM, PNG or JPEG files to classify")
-    p.add_argument("--weights", type=Path, default=paths.run_weights_dir("balanced") / "best.pth",
+    p.add_argument("--weights", type=Path, default=paths.run_files("balanced")["best"],
                    help="checkpoint of the run to use (default: weights/balanced/best.pth)")
     p.add_argument("--out-dir", type=Path, default=None,
                    help="folder for the <stem>_cam.png overlays (default: images/predictions)")

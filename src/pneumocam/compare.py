@@ -53,7 +53,7 @@ class CompareConfig:
 
 
 @dataclass
-class RunData:
+class EvaluatedRun:
     """One run's inputs to the comparison: ``test`` holds patientId/label/prob/view_position."""
 
     name: str
@@ -108,8 +108,9 @@ def resolve_runs(runs: list[str] | None) -> list[str]:
     return chosen
 
 
-def load_run(run: str) -> RunData:
-    """Read one run's eval JSON, test predictions and (optional) history."""
+def load_evaluated_run(run: str) -> EvaluatedRun:
+    """Read one run's eval JSON, test predictions and (optional) history (not its weights:
+    :func:`pneumocam.predict.load_run` loads a run's model)."""
     f = paths.run_files(run)
     missing = _missing(run)
     if missing:
@@ -127,10 +128,10 @@ def load_run(run: str) -> RunData:
         dup = test.loc[test["patientId"].duplicated(), "patientId"].iloc[0]
         raise RunOutputsError(f"{f['pred_test']}: patientId {dup!r} appears twice; {_hint(run)}.")
     history = read_history(f["csv"]) if f["csv"].is_file() else None
-    return RunData(run, ev, test, history)
+    return EvaluatedRun(run, ev, test, history)
 
 
-def run_identity(d: RunData) -> DataIdentity:
+def run_identity(d: EvaluatedRun) -> DataIdentity:
     """Which data ``d`` was trained and evaluated on: the eval JSON's ``data_identity``, else
     (older runs) its ``config.json``'s, else the eval JSON's data source (kind, labels hash)."""
     if isinstance(d.eval.get("data_identity"), dict):
@@ -143,7 +144,7 @@ def run_identity(d: RunData) -> DataIdentity:
     return identity if identity.known else DataIdentity.from_dict(d.eval.get("data_source"))
 
 
-def check_same_source(data: list[RunData]) -> dict[str, Any]:
+def check_same_source(data: list[EvaluatedRun]) -> dict[str, Any]:
     """The shared data source; :class:`DataSourceError` when runs come from different kinds
     (e.g. synthetic demo vs real RSNA), labels or splits (a run trained on another split has
     seen some of the others' test images)."""
@@ -168,7 +169,7 @@ def check_same_source(data: list[RunData]) -> dict[str, Any]:
     return dict(data[0].eval["data_source"])
 
 
-def align(data: list[RunData]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+def align(data: list[EvaluatedRun]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """Put every run's test predictions in the reference run's patient order.
 
     Returns ``(ids, y, view, {run: prob})``, arrays (n,). Raises :class:`RunOutputsError` when
@@ -203,7 +204,7 @@ def align(data: list[RunData]) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict
     return ids, y, view, probs
 
 
-def _history_info(d: RunData) -> dict[str, Any]:
+def _history_info(d: EvaluatedRun) -> dict[str, Any]:
     if d.history is not None:
         return best_epoch(d.history)
     return d.eval.get("history") or {"best_epoch": None, "epochs": None}
@@ -246,7 +247,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
         raise ConfigError(f"--n-boot {n_boot!r}: expected an integer of at least 1 (the "
                           "bootstrap resamples behind every interval).")
     names = resolve_runs(config.runs)
-    data = [load_run(r) for r in names]
+    data = [load_evaluated_run(r) for r in names]
     source = check_same_source(data)
     identity = run_identity(data[0])
     demo = source.get("kind") == "demo"
@@ -300,8 +301,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
                 continue
             diff = s[key] - samples[ref][key]
             summ = M.summarize(row[key] - rows[0][key], diff)
-            share = float(np.mean(diff[np.isfinite(diff)] <= 0)) if np.isfinite(diff).any() \
-                else math.nan
+            share = M.share_not_above_zero(diff)
             row.update({f"{short}_diff_vs_reference": summ["value"],
                         f"{short}_diff_ci95_lo": summ["ci95"][0],
                         f"{short}_diff_ci95_hi": summ["ci95"][1],

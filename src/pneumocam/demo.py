@@ -276,7 +276,7 @@ _FINDING_WEIGHTS = (1.2, 1.0, 0.6, 1.0, 0.4, 0.4, 0.6, 0.5, 0.4)
 
 
 @dataclass
-class Radiograph:
+class SyntheticRadiograph:
     """One rendered image and what is in it.
 
     Attributes:
@@ -678,7 +678,7 @@ def _noise_table() -> np.ndarray:
 def render_radiograph(rng: np.random.Generator, view: str, n_opacities: int = 0,
                       distractors: bool | Sequence[str] = False,
                       config: DemoConfig | None = None, *, sex: str = "M",
-                      age: int = 50) -> Radiograph:
+                      age: int = 50) -> SyntheticRadiograph:
     """Draw one synthetic frontal chest radiograph.
 
     Args:
@@ -694,7 +694,7 @@ def render_radiograph(rng: np.random.Generator, view: str, n_opacities: int = 0,
         sex, age: shape the body (breast shadows, bone density).
 
     Returns:
-        :class:`Radiograph` with a uint8 (1024, 1024) image and the opacities' boxes.
+        :class:`SyntheticRadiograph` with a uint8 (1024, 1024) image and the opacities' boxes.
     """
     config = config or DemoConfig()
     if view not in VIEWS:
@@ -889,11 +889,11 @@ def render_radiograph(rng: np.random.Generator, view: str, n_opacities: int = 0,
     full = cv2.resize(grey, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_LINEAR)
     cv2.scaleAdd(table[oy:oy + IMAGE_SIZE, ox:ox + IMAGE_SIZE], 0.7 * sigma, full, dst=full)
     img = np.clip(full, 0, 255, out=full).astype(np.uint8)
-    return Radiograph(image=img, boxes=boxes, lung_mask=lungs > 127, findings=findings)
+    return SyntheticRadiograph(image=img, boxes=boxes, lung_mask=lungs > 127, findings=findings)
 
 
 def render_case(case: CaseSpec, rng: np.random.Generator,
-                config: DemoConfig | None = None) -> Radiograph:
+                config: DemoConfig | None = None) -> SyntheticRadiograph:
     """Render the image of a sampled case (boxes = ``case.n_boxes`` opacities)."""
     return render_radiograph(rng, case.view, case.n_boxes, case.label_class == CLASS_NOT_NORMAL,
                              config, sex=case.sex, age=case.age)

@@ -133,14 +133,9 @@ def view_analysis(pred: Predictions, n_boot: int, seed: int) -> dict[str, Any]:
         average_precision=M.summarize(M.safe_average_precision(yk, score), view_ap_s),
         model_roc_auc_same_images=M.summarize(model_auc, model_s),
         model_minus_view_auc={**M.summarize(model_auc - view_auc, diff),
-                              "share_diff_le_0": _share_le_0(diff)},
+                              "share_diff_le_0": M.share_not_above_zero(diff)},
     )
     return {"by_view": by_view, "view_position_baseline": base}
-
-
-def _share_le_0(diff: np.ndarray) -> float:
-    d = diff[np.isfinite(diff)]
-    return float(np.mean(d <= 0)) if d.size else math.nan
 
 
 def class_analysis(pred: Predictions, n_boot: int, seed: int) -> dict[str, Any]:

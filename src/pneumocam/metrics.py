@@ -275,6 +275,14 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
     return float(lo), float(hi), int(s.size)
 
 
+def share_not_above_zero(diff: np.ndarray) -> float:
+    """Share of the finite bootstrap differences ``diff`` (run - reference) that are <= 0: a
+    one-sided bootstrap p-value for "the run is better"; nan when none is finite."""
+    d = np.asarray(diff, dtype=float)
+    d = d[np.isfinite(d)]
+    return float(np.mean(d <= 0)) if d.size else math.nan
+
+
 def summarize(point: float, samples: np.ndarray) -> dict:
     """``{"value", "ci95": [lo, hi], "n_boot_valid", "n_boot_skipped"}`` (skipped = nan rows,
     i.e. resamples holding one class or an undefined ratio)."""
