@@ -153,3 +153,21 @@ def test_threshold_metrics_ci_matches_point_metrics():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in length"):
         M.threshold_metrics(np.array([0, 1]), np.array([0.5]))
+
+
+def test_estimate_reads_every_form_with_one_rule_for_what_is_missing():
+    import math
+
+    from pneumocam.metrics import Estimate
+
+    assert Estimate.from_json({"value": 0.9, "ci95": [0.8, 0.95], "n_boot_valid": 10}) == \
+        Estimate(0.9, 0.8, 0.95)
+    assert Estimate.from_json(0.5) == Estimate(0.5) and math.isnan(Estimate(0.5).low)
+    for missing in (None, {}, {"value": None, "ci95": None}, {"value": "x", "ci95": [None]}, True):
+        est = Estimate.from_json(missing)
+        assert all(math.isnan(v) for v in (est.value, est.low, est.high)), missing
+    est = Estimate.from_json({"value": 0.7, "ci95": [None, 0.9]})
+    assert est.value == 0.7 and math.isnan(est.low) and est.high == 0.9
+    assert Estimate(0.7, 0.6, 0.8).to_json() == {"value": 0.7, "ci95": [0.6, 0.8]}
+    assert Estimate(0.7, 0.6, 0.8).columns("auc") == {"auc": 0.7, "auc_ci95_lo": 0.6,
+                                                      "auc_ci95_hi": 0.8}

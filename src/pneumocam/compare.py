@@ -210,11 +210,6 @@ def _history_info(d: EvaluatedRun) -> dict[str, Any]:
     return d.eval.get("history") or {"best_epoch": None, "epochs": None}
 
 
-def _ci_cols(prefix: str, summary: dict) -> dict[str, float]:
-    lo, hi = summary["ci95"]
-    return {prefix: summary["value"], f"{prefix}_ci95_lo": lo, f"{prefix}_ci95_hi": hi}
-
-
 def _view_auc(y: np.ndarray, p: np.ndarray, view: np.ndarray, which: str) -> float:
     m = view == which
     return M.safe_roc_auc(y[m], p[m])
@@ -275,15 +270,14 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
             raise RunOutputsError(f"{paths.run_files(d.name)['eval']}: no operating_threshold; "
                                   f"{_hint(d.name)}.")
         row: dict[str, Any] = {"run": d.name, "n_test": int(y.size), "prevalence": float(y.mean())}
-        row.update(_ci_cols("roc_auc", M.summarize(point["roc_auc"], s["roc_auc"])))
-        row.update(_ci_cols("average_precision",
-                            M.summarize(point["average_precision"], s["average_precision"])))
+        for key in ("roc_auc", "average_precision"):
+            row.update(M.Estimate.from_json(M.summarize(point[key], s[key])).columns(key))
         row["operating_threshold"] = float(thr)
         row["operating_threshold_method"] = d.eval.get("operating_threshold_method")
         for tag, t in (("op", float(thr)), ("0.5", 0.5)):
             tm = M.threshold_metrics_ci(y, p, t, idx=idx)
             for m in THRESHOLD_METRICS:
-                row.update(_ci_cols(f"{m}_at_{tag}", tm[m]))
+                row.update(M.Estimate.from_json(tm[m]).columns(f"{m}_at_{tag}"))
         row["ece"] = M.expected_calibration_error(y, p, 15)
         row["roc_auc_AP_view"] = _view_auc(y, p, view, "AP")
         row["roc_auc_PA_view"] = _view_auc(y, p, view, "PA")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -273,6 +276,47 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
     alpha = (1.0 - level) / 2.0
     lo, hi = np.percentile(s, [100 * alpha, 100 * (1 - alpha)])
     return float(lo), float(hi), int(s.size)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A number with its 95% interval, as every table and sentence of the project reads it.
+
+    JSON form (what :func:`summarize` writes): ``{"value": v, "ci95": [low, high], ...}``.
+    One rule for what is missing: an absent entry, a ``None`` or non-numeric value, or a
+    missing bound reads as ``nan`` (JSON files store nan as ``null``).
+
+    Attributes:
+        value: the point estimate (nan when undefined).
+        low, high: the interval's bounds (nan when there is none).
+    """
+
+    value: float
+    low: float = math.nan
+    high: float = math.nan
+
+    @classmethod
+    def from_json(cls, entry: Any) -> Estimate:
+        """Read ``{"value", "ci95"}`` (or a bare number, which has no interval)."""
+        if _is_number(entry):
+            return cls(float(entry))
+        if not isinstance(entry, Mapping):
+            return cls(math.nan)
+        ci = entry.get("ci95")
+        low, high = (ci[0], ci[1]) if isinstance(ci, (list, tuple)) and len(ci) >= 2 else (None, None)
+        return cls(*(float(v) if _is_number(v) else math.nan for v in (entry.get("value"), low, high)))
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"value": v, "ci95": [low, high]}``."""
+        return {"value": self.value, "ci95": [self.low, self.high]}
+
+    def columns(self, prefix: str) -> dict[str, float]:
+        """``{prefix: value, prefix_ci95_lo: low, prefix_ci95_hi: high}`` for a table row."""
+        return {prefix: self.value, f"{prefix}_ci95_lo": self.low, f"{prefix}_ci95_hi": self.high}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def share_not_above_zero(diff: np.ndarray) -> float:
