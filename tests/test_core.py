@@ -161,3 +161,19 @@ def test_processed_errors_say_what_to_run(tmp_path):
         processed.load_split(tmp_path, "train")
     with pytest.raises(ProcessedDataError, match="unknown split"):
         processed.load_split(tmp_path, "holdout")
+
+
+def test_data_source_reads_stats_json_blocks():
+    from pneumocam.processed import DataSource
+
+    demo = DataSource.from_json({"kind": "demo", "path": "data/demo", "labels_sha256": "ab"})
+    assert demo.is_demo and demo.maybe_synthetic and demo.known and demo.path == "data/demo"
+    assert demo.to_json() == {"kind": "demo", "path": "data/demo", "labels_sha256": "ab"}
+    real = DataSource.from_json({"kind": "rsna", "path": None})
+    assert not real.is_demo and not real.maybe_synthetic
+    mixed = DataSource.from_json({"kind": "other"})
+    assert not mixed.is_demo and mixed.maybe_synthetic
+    for unknown in (None, {}, {"kind": "martian"}, "demo"):
+        source = DataSource.from_json(unknown)
+        assert source.kind == "unknown" and not source.known and not source.is_demo
+        assert source.maybe_synthetic  # unsure: figures are stamped

@@ -24,7 +24,7 @@ from . import paths, plots
 from .atomic import write_frame_csv
 from .errors import ConfigError, DataSourceError, RunOutputsError
 from .evaluation import best_epoch, nan_to_none, read_history
-from .processed import DataIdentity, run_data_identity
+from .processed import DataIdentity, DataSource, run_data_identity
 from .provenance import provenance, write_json_atomic
 
 DEFAULT_RUNS = ("original", "balanced", "posweight")
@@ -245,7 +245,7 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
     data = [load_evaluated_run(r) for r in names]
     source = check_same_source(data)
     identity = run_identity(data[0])
-    demo = source.get("kind") == "demo"
+    demo = DataSource.from_json(source).is_demo
     ids, y, view, probs = align(data)
     if not M.has_two_classes(y):
         raise RunOutputsError(

@@ -23,7 +23,7 @@ import pandas as pd
 from . import metrics as M
 from . import paths, plots
 from .errors import DataSourceError, RunOutputsError
-from .processed import DataIdentity, run_data_identity
+from .processed import SOURCE_KINDS, DataIdentity, DataSource, run_data_identity
 from .provenance import provenance, write_json_atomic
 
 OPERATING_METHOD = "youden_j_on_validation"
@@ -31,7 +31,6 @@ LUNG_OPACITY = "Lung Opacity"
 NOT_NORMAL = "No Lung Opacity / Not Normal"
 NORMAL = "Normal"
 ECE_BINS = 15
-DATA_SOURCE_KINDS = ("demo", "rsna", "other")
 
 
 @dataclass(frozen=True)
@@ -214,13 +213,13 @@ def read_history(path: str | Path) -> pd.DataFrame:
 
 
 def _check_source(data_source: dict) -> bool:
-    kind = data_source.get("kind") if isinstance(data_source, dict) else None
-    if kind not in DATA_SOURCE_KINDS:
+    source = DataSource.from_json(data_source)
+    if not source.known:
         raise DataSourceError(
-            f"data_source must be stats.json's 'source' dict with kind in {DATA_SOURCE_KINDS}, "
+            f"data_source must be stats.json's 'source' dict with kind in {SOURCE_KINDS}, "
             f"got {data_source!r}. Pass read_stats(processed_dir())['source']."
         )
-    return kind == "demo"
+    return source.is_demo
 
 
 def evaluate_predictions(

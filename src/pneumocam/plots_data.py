@@ -20,14 +20,14 @@ from matplotlib.patches import Rectangle
 
 from . import paths
 from .plots import DPI, new_figure, save_figure
-from .processed import SKIPPED_NAME, SPLITS, read_manifest, read_stats
+from .processed import SKIPPED_NAME, SPLITS, DataSource, read_manifest, read_stats
 
 FIGURES_SUBDIR = "preprocess"
 
 
 def is_demo_source(stats: dict[str, Any]) -> bool:
     """True unless the processed data came from non-synthetic (RSNA) files only."""
-    return (stats.get("source") or {}).get("kind") != "rsna"
+    return DataSource.from_json(stats.get("source")).maybe_synthetic
 
 
 def split_count_table(manifest: pd.DataFrame) -> pd.DataFrame:

@@ -94,6 +94,7 @@ from .processed import (
     SKIPPED_NAME,
     SPLITS,
     STATS_NAME,
+    DataSource,
     array_relpath,
     read_manifest,
     read_stats,
@@ -185,7 +186,7 @@ class PreprocessSummary:
     def line(self) -> str:
         """The one-line summary printed at the end of a run."""
         kind = self.source.get("kind", "?")
-        tag = " [SYNTHETIC DEMO DATA]" if kind == "demo" else ""
+        tag = " [SYNTHETIC DEMO DATA]" if DataSource.from_json(self.source).is_demo else ""
         return (
             f"preprocess: {self.n_images} images in {self.out_dir} ({self.written} written, "
             f"{self.reused} reused), {self.skipped} unreadable, {self.missing_dicom} labels "
@@ -833,9 +834,10 @@ def run_preprocess(config: PreprocessConfig) -> PreprocessSummary:
     dicoms = layout.train_dicoms()
     _check_overlap(layout, labels, dicoms)
     source = describe_source(data_dir, layout, dicoms)
-    if source["kind"] == "demo" and config.data_dir is not None:
+    demo_source = DataSource.from_json(source).is_demo
+    if demo_source and config.data_dir is not None:
         print(demo_banner(f"Preprocessing the synthetic demo dataset {data_dir}."), flush=True)
-    elif source["kind"] == "demo":
+    elif demo_source:
         print(demo_banner(f"No real data in {paths.rsna_dir()}: using the demo dataset "
                           f"{data_dir}."), flush=True)
 
@@ -1091,11 +1093,12 @@ def ensure_processed(out_dir: str | Path | None = None, data_dir: str | Path | N
                 f"{data_dir}. Run `python scripts/preprocess.py --data-dir {data_dir} --out-dir {out} "
                 f"--overwrite` to replace it, or pass another output folder."
             )
-        if src.get("kind") != "rsna":
+        source = DataSource.from_json(src)
+        if source.maybe_synthetic:
             print(f"Using processed {src.get('kind')} data in {out} (made from {src.get('path')})."
-                  + (" This is SYNTHETIC DEMO DATA, not RSNA." if src.get("kind") == "demo" else ""),
+                  + (" This is SYNTHETIC DEMO DATA, not RSNA." if source.is_demo else ""),
                   flush=True)
-            if src.get("kind") == "demo" and rsna.is_rsna_layout(paths.rsna_dir()):
+            if source.is_demo and rsna.is_rsna_layout(paths.rsna_dir()):
                 print(f"Real RSNA data is present in {paths.rsna_dir()}: run `python "
                       f"scripts/preprocess.py --overwrite` to use it instead.", flush=True)
         return out

@@ -181,6 +181,55 @@ def split_fingerprint(manifest: pd.DataFrame) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:FINGERPRINT_HEX]
 
 
+SOURCE_KINDS = ("demo", "rsna", "other")  #: what stats.json's source ``kind`` may hold
+UNKNOWN_KIND = "unknown"  #: no record (a run without config.json and stats.json)
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a processed folder's images came from: ``stats.json``'s ``source`` block, typed.
+
+    The JSON form is the block itself (``{"kind", "path", "labels_sha256", ...}``, written by
+    preprocessing); :meth:`to_json` gives it back unchanged.
+
+    Attributes:
+        kind: ``demo`` (the synthetic generator's files only), ``rsna`` (no synthetic file),
+            ``other`` (a mixture), or ``unknown`` (nothing recorded).
+        path: the source folder as recorded (relative to the repository root when under it).
+        record: the whole recorded block.
+    """
+
+    kind: str = UNKNOWN_KIND
+    path: str | None = None
+    record: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, block: Any) -> DataSource:
+        """Read a ``source`` block; anything without a known ``kind`` is ``unknown``."""
+        if not isinstance(block, Mapping) or block.get("kind") not in SOURCE_KINDS:
+            return cls(record=dict(block) if isinstance(block, Mapping) else None)
+        path = block.get("path")
+        return cls(kind=str(block["kind"]), path=str(path) if path else None, record=dict(block))
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.record) if self.record else {"kind": self.kind, "path": self.path}
+
+    @property
+    def known(self) -> bool:
+        return self.kind in SOURCE_KINDS
+
+    @property
+    def is_demo(self) -> bool:
+        """The synthetic demo dataset, and nothing else."""
+        return self.kind == "demo"
+
+    @property
+    def maybe_synthetic(self) -> bool:
+        """True unless the images are known to be real files only (``rsna``): what decides the
+        "synthetic demo data" stamp on figures, so an unknown or mixed source is stamped too."""
+        return self.kind != "rsna"
+
+
 @dataclass(frozen=True)
 class DataIdentity:
     """Which data a processed folder holds (or a run was trained on); ``None`` = not recorded.
