@@ -34,28 +34,24 @@ visualisation); a constant map normalises to zeros.
 Code layout: each method is one small :class:`CamMethod` subclass whose one hook,
 :meth:`CamMethod.low_res_maps`, returns a batch's logits and signed low-resolution maps
 (:data:`CAM_METHODS` maps names to classes); :func:`compute_cams` does the rest once for all
-(batches to and from the device, upsampling, normalisation).
+(batches to and from the device, upsampling, normalisation). The randomisation sanity check
+lives in :mod:`pneumocam.sanity`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
 from torch import nn
 
 from .errors import ConfigError
 from .model import CAM_LAYER
 
-#: Adebayo et al. (2018) style stages, top (output) to bottom (input), randomised cumulatively.
-CASCADE_STAGES = (("fc",), ("layer4",), ("layer3",), ("layer2",), ("layer1",), ("conv1", "bn1"))
-SANITY_THRESHOLD = 0.5  #: a method passes when the mean |Spearman rho| to random-model maps is below
 
 @dataclass
 class CamResult:
@@ -454,97 +450,3 @@ def compute_cams(
         normalized=out["normalized"],
         method=method,
     )
-
-
-def randomized_copy(model: nn.Module, seed: int = 0, stages: tuple[str, ...] | None = None) -> nn.Module:
-    """A deep copy of ``model`` with re-initialised weights (torchvision's ResNet init).
-
-    Args:
-        stages: top-level module names to re-initialise (e.g. ``("fc", "layer4")``); None = all.
-            Convolutions get Kaiming-normal (fan_out, ReLU), batch norms weight 1 / bias 0 and
-            fresh running statistics, linear layers PyTorch's default. The global RNG state
-            is left untouched.
-    """
-    clone = copy.deepcopy(model)
-    device = next(clone.parameters()).device
-    names = stages if stages is not None else tuple(n for n, _ in clone.named_children())
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        for name in names:
-            for module in getattr(clone, name).modules():
-                if isinstance(module, nn.Conv2d):
-                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
-                elif isinstance(module, (nn.BatchNorm2d, nn.Linear)):
-                    module.reset_parameters()
-    return clone
-
-
-def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of each row pair of (N, ...) arrays; nan where a row is constant."""
-    ra = rankdata(a.reshape(len(a), -1), axis=1)
-    rb = rankdata(b.reshape(len(b), -1), axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    den = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (ra * rb).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
-
-
-def _rho_summary(rho: np.ndarray) -> dict:
-    return {
-        "mean_rho": float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"),
-        "median_rho": float(np.nanmedian(rho)) if np.isfinite(rho).any() else float("nan"),
-        "mean_abs_rho": float(np.nanmean(np.abs(rho))) if np.isfinite(rho).any() else float("nan"),
-    }
-
-
-def randomization_sanity_check(
-    model: nn.Module,
-    images: torch.Tensor,
-    method: str = "cam",
-    seed: int = 0,
-    cascading: bool = False,
-    batch_size: int = 64,
-) -> dict:
-    """Model-parameter randomisation test (Adebayo et al., 2018).
-
-    Maps of the trained model are compared with maps of the same architecture whose weights
-    are re-initialised (:func:`randomized_copy`), by the Spearman rank correlation of the raw
-    maps per image (signed values for CAM; rank-based, hence scale-free). A method worth
-    trusting depends on the learned weights, so the correlation should be low.
-
-    Args:
-        images: (N, 1, H, W) normalised float images.
-        cascading: also randomise cumulatively from the top (``fc``, ``layer4``, ... ``conv1``)
-            and report the correlation after each stage.
-
-    Returns:
-        ``{"method", "seed", "n_images", "mean_rho", "median_rho", "mean_abs_rho",
-        "per_image_rho": [...], "threshold": 0.5, "passed": mean_abs_rho < 0.5}`` plus
-        ``"cascading": [{"randomized": [stage names], "mean_rho", "median_rho",
-        "mean_abs_rho"}, ...]`` when requested. ``passed`` is False when no rho is defined.
-    """
-    trained = compute_cams(model, images, method, batch_size).raw.numpy()
-    random_maps = compute_cams(randomized_copy(model, seed), images, method, batch_size).raw.numpy()
-    rho = spearman_rows(trained, random_maps)
-    summary = _rho_summary(rho)
-    result = {
-        "method": method,
-        "seed": seed,
-        "n_images": int(len(rho)),
-        **summary,
-        "per_image_rho": [float(r) for r in rho],
-        "threshold": SANITY_THRESHOLD,
-        "passed": bool(summary["mean_abs_rho"] < SANITY_THRESHOLD),
-    }
-    if cascading:
-        steps, done = [], ()
-        for stage in CASCADE_STAGES:
-            done = done + stage
-            maps = compute_cams(randomized_copy(model, seed, done), images, method, batch_size).raw
-            steps.append({"randomized": list(done), **_rho_summary(spearman_rows(trained, maps.numpy()))})
-        result["cascading"] = steps
-    return result
