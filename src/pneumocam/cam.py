@@ -246,6 +246,7 @@ class CamMethod:
     overrides :meth:`low_res_maps`, like ``pytorch_grad_cam``'s ``BaseCAM.get_cam_weights``.
 
     Attributes:
+        name: the method's name in :data:`METHODS`.
         relu_first: normalise the map ReLU'd at feature resolution (library methods) instead
             of the signed map (classic CAM, Zhou et al.'s visualisation).
         channels_last: the method may run with channels-last weights on CUDA.
@@ -259,7 +260,8 @@ class CamMethod:
         self.model, self.layer, self.device, self.amp = model, layer, device, amp
 
     def low_res_maps(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits (n,) and signed maps (n, h, w) at feature resolution, on the model's device.
+        """Logits (n,) and signed maps (n, h, w) at feature resolution, on the model's device
+        (float32, or the autocast dtype; :func:`compute_cams` upcasts).
 
         Args:
             batch: (n, 1, H, W) normalised float32 images on the model's device.
