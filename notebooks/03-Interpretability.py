@@ -63,16 +63,14 @@ n_compare = 6  # images in the side-by-side comparison
 from IPython.display import Image, Markdown, display  # noqa: E402
 
 from pneumocam import paths  # noqa: E402
-from pneumocam.interpret import (  # noqa: E402
-    available_runs,
+from pneumocam.interpret import available_runs, interpret_runs  # noqa: E402
+from pneumocam.localization_comparison import (  # noqa: E402
     compare_maps,
     comparison_table,
-    interpret_runs,
-    sanity_cascade,
-    sanity_table,
     save_comparison,
     summarize_comparison,
 )
+from pneumocam.sanity import sanity_cascade, sanity_table  # noqa: E402
 
 available = available_runs(runs)  # the trained ones; a line for each missing one
 for note in available.notes():
@@ -236,8 +234,8 @@ display(sanity_cascade(paths.run_weights_dir(present[-1]) / "best.pth", data_dir
 # %% [markdown]
 # ## Conclusions
 #
-# Written by `pneumocam.interpret.summarize_comparison` from the numbers above (and saved to
-# `metrics/localization_comparison_conclusions.txt`), so they change when the numbers do.
+# Written by `pneumocam.localization_comparison.summarize_comparison` from the numbers above (and
+# saved to `metrics/localization_comparison_conclusions.txt`), so they change when the numbers do.
 
 # %%
 print(summarize_comparison(reports))

@@ -10,20 +10,22 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 
 from pneumocam.cam import (
-    CASCADE_STAGES,
     METHODS,
     CamResult,
     _channels_last,
     _eigen_sign,
     class_activation_map,
     compute_cams,
-    randomization_sanity_check,
-    randomized_copy,
-    spearman_rows,
     upsample_maps,
 )
 from pneumocam.errors import ConfigError
 from pneumocam.model import build_model
+from pneumocam.sanity import (
+    CASCADE_STAGES,
+    randomization_sanity_check,
+    randomized_copy,
+    spearman_rows,
+)
 
 BLOB_SIZE = 128  # layer4 maps are 4x4: enough spatial detail for the maps to follow a blob
 

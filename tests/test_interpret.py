@@ -312,7 +312,7 @@ def test_bad_settings_and_mixed_sources(at_root, tmp_path):
 
 
 def test_selection_and_cells_are_deterministic():
-    from pneumocam.interpret import confusion_cells, select_examples
+    from pneumocam.selection import confusion_cells, select_examples
 
     labels = np.array([1, 0, 1, 0, 1, 0, 0, 0])
     probs = np.array([0.9, 0.8, 0.2, 0.1, 0.9, 0.6, 0.3, 0.05])
@@ -345,7 +345,7 @@ def test_overlay_helpers(tmp_path):
 
 
 def test_summarize_comparison_builds_sentences_from_numbers():
-    from pneumocam.interpret import summarize_comparison
+    from pneumocam.localization_comparison import summarize_comparison
 
     def report(pg, ci, source="rsna", passed=True):
         base = {"pointing_game": {"value": 0.2, "ci95": [0.15, 0.25]},

@@ -30,34 +30,27 @@ chosen per image so that the projection correlates positively with the channel-m
 
 For ``"cam"``, ``normalized`` is the per-image min-max of the signed map (Zhou et al.'s
 visualisation); a constant map normalises to zeros.
+
+Code layout: each method is one small :class:`CamMethod` subclass whose one hook,
+:meth:`CamMethod.low_res_maps`, returns a batch's logits and signed low-resolution maps
+(:data:`CAM_METHODS` maps names to classes); :func:`compute_cams` does the rest once for all
+(batches to and from the device, upsampling, normalisation). The randomisation sanity check
+lives in :mod:`pneumocam.sanity`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
 from torch import nn
 
 from .errors import ConfigError
 from .model import CAM_LAYER
-
-METHODS = ("cam", "gradcam", "gradcam++", "scorecam", "eigencam")
-_LIBRARY_CLASSES = {
-    "gradcam": "GradCAM",
-    "gradcam++": "GradCAMPlusPlus",
-    "scorecam": "ScoreCAM",
-    "eigencam": "EigenCAM",
-}
-#: Adebayo et al. (2018) style stages, top (output) to bottom (input), randomised cumulatively.
-CASCADE_STAGES = (("fc",), ("layer4",), ("layer3",), ("layer2",), ("layer1",), ("conv1", "bn1"))
-SANITY_THRESHOLD = 0.5  #: a method passes when the mean |Spearman rho| to random-model maps is below
 
 
 @dataclass
@@ -242,17 +235,133 @@ class _HostSink:
         return self.out
 
 
-def _library_cam(method: str, model: nn.Module, layer: nn.Module):
-    try:
-        import pytorch_grad_cam
-    except ImportError as exc:  # optional at import time: "cam" needs only torch
-        raise ConfigError(
-            f"method '{method}' needs the grad-cam package (pip install grad-cam==1.5.7); "
-            "method 'cam' works without it."
-        ) from exc
-    cam_obj = getattr(pytorch_grad_cam, _LIBRARY_CLASSES[method])(model=model, target_layers=[layer])
-    cam_obj.batch_size = 128  # Score-CAM: masked copies per forward pass (library default 16)
-    return cam_obj
+# --------------------------------------------------------------------------- the methods
+
+
+class CamMethod:
+    """One CAM method: how a batch becomes logits and signed low-resolution maps.
+
+    :func:`compute_cams` owns everything else (batches, device copies, upsampling,
+    normalisation, the model's train/eval mode), so a new method is one small subclass that
+    overrides :meth:`low_res_maps`, like ``pytorch_grad_cam``'s ``BaseCAM.get_cam_weights``.
+
+    Attributes:
+        name: the method's name in :data:`METHODS`.
+        relu_first: normalise the map ReLU'd at feature resolution (library methods) instead
+            of the signed map (classic CAM, Zhou et al.'s visualisation).
+        channels_last: the method may run with channels-last weights on CUDA.
+    """
+
+    name = ""
+    relu_first = True
+    channels_last = False
+
+    def __init__(self, model: nn.Module, layer: nn.Module, device: torch.device, amp: bool):
+        self.model, self.layer, self.device, self.amp = model, layer, device, amp
+
+    def low_res_maps(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (n,) and signed maps (n, h, w) at feature resolution, on the model's device
+        (float32, or the autocast dtype; :func:`compute_cams` upcasts).
+
+        Args:
+            batch: (n, 1, H, W) normalised float32 images on the model's device.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the method attached to the model (hooks, gradients)."""
+
+
+class ClassicCam(CamMethod):
+    """Classic CAM: ``features @ fc.weight`` from the forward pass that gives the logits.
+
+    Runs under bf16 autocast when ``amp`` is set (see :func:`compute_cams`).
+    """
+
+    name = "cam"
+    relu_first = False
+    channels_last = True  # measured on an H200 (torch 2.11, batch 256, bf16): 34.7k vs 29.5k img/s
+
+    def low_res_maps(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            return class_activation_map(self.model, batch)
+
+
+class LibraryCam(CamMethod):
+    """A ``pytorch_grad_cam`` method: the library computes the channel weights and the weighted
+    low-resolution map (its ``get_cam_image``, captured as it runs); fp32, the library's own
+    layout. Subclasses name the library class and may re-orient the captured map."""
+
+    library_class = ""
+    quiet = False  #: silence the library's stderr (Score-CAM's tqdm bar per image)
+
+    def __init__(self, model: nn.Module, layer: nn.Module, device: torch.device, amp: bool):
+        super().__init__(model, layer, device, amp)
+        try:
+            import pytorch_grad_cam
+        except ImportError as exc:  # optional at import time: "cam" needs only torch
+            raise ConfigError(
+                f"method '{self.name}' needs the grad-cam package (pip install grad-cam==1.5.7); "
+                "method 'cam' works without it."
+            ) from exc
+        self.cam = getattr(pytorch_grad_cam, self.library_class)(model=model, target_layers=[layer])
+        self.cam.batch_size = 128  # Score-CAM: masked copies per forward pass (library default 16)
+
+    def orient(self, low: np.ndarray, activations: np.ndarray) -> np.ndarray:
+        """The captured map (n, h, w) as this module reports it (the library's sign by default)."""
+        return low
+
+    def low_res_maps(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # the optional library, imported where it is first needed (as in __init__)
+        from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
+
+        captured: list[tuple[np.ndarray, np.ndarray]] = []
+        original = type(self.cam).get_cam_image
+
+        def capture(*args, **kwargs):  # (input, layer, targets, activations, grads, eigen_smooth)
+            out = original(self.cam, *args, **kwargs)
+            captured.append((out, args[3]))
+            return out
+
+        self.cam.get_cam_image = capture  # instance attribute shadows the method for this call
+        targets = [BinaryClassifierOutputTarget(1)] * batch.shape[0]
+        # keep library chatter out of our logs
+        quiet = contextlib.redirect_stderr(io.StringIO()) if self.quiet else contextlib.nullcontext()
+        try:
+            with torch.enable_grad(), quiet:
+                self.cam(input_tensor=batch, targets=targets)
+        finally:
+            del self.cam.get_cam_image
+        low, activations = captured[-1]
+        low = self.orient(np.asarray(low, dtype=np.float32), np.asarray(activations, dtype=np.float32))
+        logits = self.cam.outputs.detach().float().reshape(-1)
+        return logits.to(self.device), torch.from_numpy(low).to(self.device)
+
+    def close(self) -> None:
+        self.cam.activations_and_grads.release()
+        self.model.zero_grad(set_to_none=True)
+
+
+class GradCam(LibraryCam):
+    name, library_class = "gradcam", "GradCAM"
+
+
+class GradCamPlusPlus(LibraryCam):
+    name, library_class = "gradcam++", "GradCAMPlusPlus"
+
+
+class ScoreCam(LibraryCam):
+    name, library_class = "scorecam", "ScoreCAM"
+    quiet = True  # a tqdm bar per image on stderr
+
+
+class EigenCam(LibraryCam):
+    """Eigen-CAM with its sign fixed per image (see the module docstring)."""
+
+    name, library_class = "eigencam", "EigenCAM"
+
+    def orient(self, low: np.ndarray, activations: np.ndarray) -> np.ndarray:
+        return _eigen_sign(low, activations)
 
 
 def _eigen_sign(low: np.ndarray, activations: np.ndarray) -> np.ndarray:
@@ -264,33 +373,11 @@ def _eigen_sign(low: np.ndarray, activations: np.ndarray) -> np.ndarray:
     return low * np.where(cov < 0, -1.0, 1.0).astype(low.dtype)[:, None, None]
 
 
-def _library_batch(cam_obj, method: str, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run one library CAM object on a batch; returns (logits (n,), signed low-res map (n, h, w))."""
-    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
-
-    captured: list[tuple[np.ndarray, np.ndarray]] = []
-    original = type(cam_obj).get_cam_image
-
-    def capture(*args, **kwargs):  # (input, layer, targets, activations, grads, eigen_smooth)
-        out = original(cam_obj, *args, **kwargs)
-        captured.append((out, args[3]))
-        return out
-
-    cam_obj.get_cam_image = capture  # instance attribute shadows the method for this call
-    targets = [BinaryClassifierOutputTarget(1)] * batch.shape[0]
-    # Score-CAM draws a tqdm bar per image on stderr; keep library chatter out of our logs.
-    quiet = contextlib.redirect_stderr(io.StringIO()) if method == "scorecam" else contextlib.nullcontext()
-    try:
-        with torch.enable_grad(), quiet:
-            cam_obj(input_tensor=batch, targets=targets)
-    finally:
-        del cam_obj.get_cam_image
-    low, activations = captured[-1]
-    low = np.asarray(low, dtype=np.float32)
-    if method == "eigencam":
-        low = _eigen_sign(low, np.asarray(activations, dtype=np.float32))
-    logits = cam_obj.outputs.detach().float().reshape(-1)
-    return logits, torch.from_numpy(low)
+#: method name -> its class; :data:`METHODS` lists the names.
+CAM_METHODS: dict[str, type[CamMethod]] = {
+    m.name: m for m in (ClassicCam, GradCam, GradCamPlusPlus, ScoreCam, EigenCam)
+}
+METHODS = tuple(CAM_METHODS)
 
 
 def compute_cams(
@@ -331,35 +418,24 @@ def compute_cams(
     sink = None if keep_on_device else _HostSink(n, size, device)
     chunks: list[dict[str, torch.Tensor]] = []
     was_training = model.training  # read before the library's constructor calls model.eval()
-    cam_obj = None if method == "cam" else _library_cam(method, model, layer)
+    cam = CAM_METHODS[method](model, layer, device, use_amp)
     model.eval()
     feeder = _DeviceFeeder(images, device, batch_size)
-    # channels-last on CUDA: measured on an H200 (torch 2.11, batch 256, bf16) 34.7k vs 29.5k
-    # images/s; the library methods run as the library wrote them
-    fast_layout = device.type == "cuda" and cam_obj is None
     try:
-        with _channels_last(model, enable=fast_layout):
+        with _channels_last(model, enable=device.type == "cuda" and cam.channels_last):
             for index, start in enumerate(range(0, n, batch_size)):
                 batch = feeder.batch(index, start, min(start + batch_size, n))
-                if cam_obj is None:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                        logits, low = class_activation_map(model, batch)
-                    raw = upsample_maps(low, size)
-                    norm = minmax_normalize(raw)
-                else:
-                    logits, low = _library_batch(cam_obj, method, batch)
-                    logits, low = logits.to(device), low.to(device)
-                    raw = upsample_maps(low, size)
-                    norm = minmax_normalize(upsample_maps(low.clamp_min(0), size))
-                parts = {"logits": logits.float(), "raw": raw, "normalized": norm}
+                logits, low = cam.low_res_maps(batch)
+                # one upsampling rule for every method; see the module docstring
+                raw = upsample_maps(low, size)
+                shown = upsample_maps(low.clamp_min(0), size) if cam.relu_first else raw
+                parts = {"logits": logits.float(), "raw": raw, "normalized": minmax_normalize(shown)}
                 if sink is None:
                     chunks.append(parts)
                 else:
                     sink.put(start, parts)
     finally:
-        if cam_obj is not None:
-            cam_obj.activations_and_grads.release()
-            model.zero_grad(set_to_none=True)
+        cam.close()
         model.train(was_training)
     if sink is not None:
         out = sink.finish()
@@ -376,97 +452,3 @@ def compute_cams(
         normalized=out["normalized"],
         method=method,
     )
-
-
-def randomized_copy(model: nn.Module, seed: int = 0, stages: tuple[str, ...] | None = None) -> nn.Module:
-    """A deep copy of ``model`` with re-initialised weights (torchvision's ResNet init).
-
-    Args:
-        stages: top-level module names to re-initialise (e.g. ``("fc", "layer4")``); None = all.
-            Convolutions get Kaiming-normal (fan_out, ReLU), batch norms weight 1 / bias 0 and
-            fresh running statistics, linear layers PyTorch's default. The global RNG state
-            is left untouched.
-    """
-    clone = copy.deepcopy(model)
-    device = next(clone.parameters()).device
-    names = stages if stages is not None else tuple(n for n, _ in clone.named_children())
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        for name in names:
-            for module in getattr(clone, name).modules():
-                if isinstance(module, nn.Conv2d):
-                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
-                elif isinstance(module, (nn.BatchNorm2d, nn.Linear)):
-                    module.reset_parameters()
-    return clone
-
-
-def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Spearman rank correlation of each row pair of (N, ...) arrays; nan where a row is constant."""
-    ra = rankdata(a.reshape(len(a), -1), axis=1)
-    rb = rankdata(b.reshape(len(b), -1), axis=1)
-    ra -= ra.mean(axis=1, keepdims=True)
-    rb -= rb.mean(axis=1, keepdims=True)
-    den = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, (ra * rb).sum(axis=1) / np.where(den > 0, den, 1.0), np.nan)
-
-
-def _rho_summary(rho: np.ndarray) -> dict:
-    return {
-        "mean_rho": float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan"),
-        "median_rho": float(np.nanmedian(rho)) if np.isfinite(rho).any() else float("nan"),
-        "mean_abs_rho": float(np.nanmean(np.abs(rho))) if np.isfinite(rho).any() else float("nan"),
-    }
-
-
-def randomization_sanity_check(
-    model: nn.Module,
-    images: torch.Tensor,
-    method: str = "cam",
-    seed: int = 0,
-    cascading: bool = False,
-    batch_size: int = 64,
-) -> dict:
-    """Model-parameter randomisation test (Adebayo et al., 2018).
-
-    Maps of the trained model are compared with maps of the same architecture whose weights
-    are re-initialised (:func:`randomized_copy`), by the Spearman rank correlation of the raw
-    maps per image (signed values for CAM; rank-based, hence scale-free). A method worth
-    trusting depends on the learned weights, so the correlation should be low.
-
-    Args:
-        images: (N, 1, H, W) normalised float images.
-        cascading: also randomise cumulatively from the top (``fc``, ``layer4``, ... ``conv1``)
-            and report the correlation after each stage.
-
-    Returns:
-        ``{"method", "seed", "n_images", "mean_rho", "median_rho", "mean_abs_rho",
-        "per_image_rho": [...], "threshold": 0.5, "passed": mean_abs_rho < 0.5}`` plus
-        ``"cascading": [{"randomized": [stage names], "mean_rho", "median_rho",
-        "mean_abs_rho"}, ...]`` when requested. ``passed`` is False when no rho is defined.
-    """
-    trained = compute_cams(model, images, method, batch_size).raw.numpy()
-    random_maps = compute_cams(randomized_copy(model, seed), images, method, batch_size).raw.numpy()
-    rho = spearman_rows(trained, random_maps)
-    summary = _rho_summary(rho)
-    result = {
-        "method": method,
-        "seed": seed,
-        "n_images": int(len(rho)),
-        **summary,
-        "per_image_rho": [float(r) for r in rho],
-        "threshold": SANITY_THRESHOLD,
-        "passed": bool(summary["mean_abs_rho"] < SANITY_THRESHOLD),
-    }
-    if cascading:
-        steps, done = [], ()
-        for stage in CASCADE_STAGES:
-            done = done + stage
-            maps = compute_cams(randomized_copy(model, seed, done), images, method, batch_size).raw
-            steps.append({"randomized": list(done), **_rho_summary(spearman_rows(trained, maps.numpy()))})
-        result["cascading"] = steps
-    return result

@@ -9,10 +9,14 @@ ground-truth box it overlaps most, a hit when that IoU is *greater than* t (the 
 wording); the image scores ``TP / (TP + FP + FN)`` averaged over the thresholds. An image with
 neither ground truth nor predictions is skipped; with only one of them it scores 0. The dataset
 score is the mean over the images not skipped.
+
+For a split, :func:`detect_boxes` turns every map into boxes (none for an image the classifier
+calls negative) and :func:`choose_box_threshold` picks the map threshold on validation images.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -22,6 +26,8 @@ Box = Sequence[float]
 Prediction = tuple[float, list[float]]
 RSNA_IOU_THRESHOLDS = tuple(np.round(np.arange(0.40, 0.7501, 0.05), 2).tolist())
 COMPONENT_SCORES = ("mean", "max")
+#: Candidate map thresholds for weakly supervised detection (chosen on validation).
+BOX_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def map_to_boxes(
@@ -137,3 +143,38 @@ def prediction_string(pred: Sequence[Prediction]) -> str:
     for conf, (x, y, w, h) in sorted(pred, key=lambda p: -float(p[0])):
         parts.append(f"{float(conf):.4f} " + " ".join(str(int(round(float(v)))) for v in (x, y, w, h)))
     return " ".join(parts)
+
+
+def detect_boxes(maps: np.ndarray, probs: np.ndarray, box_threshold: float,
+                 operating_threshold: float) -> list[list[Prediction]]:
+    """Weakly supervised detection: boxes from each map, none for images called negative.
+
+    Images whose probability is below the classifier's operating threshold get no boxes (a box
+    on a negative image is a false positive for the RSNA metric).
+
+    Args:
+        maps: (N, H, W) normalised maps in [0, 1]. probs: (N,) in [0, 1].
+
+    Returns:
+        Per image a list of ``(confidence, [x, y, w, h])`` in map pixels.
+    """
+    return [map_to_boxes(m, float(p), box_threshold) if p >= operating_threshold else []
+            for m, p in zip(maps, probs, strict=True)]
+
+
+def choose_box_threshold(maps: np.ndarray, probs: np.ndarray, gts: Sequence[Sequence[Box]],
+                         operating_threshold: float,
+                         candidates: Sequence[float] = BOX_THRESHOLDS) -> tuple[float, dict[str, float]]:
+    """The map threshold with the best RSNA metric on (validation) images; first best on ties.
+
+    Returns:
+        ``(threshold, {"<candidate>": RSNA metric})`` (nan scores never win).
+    """
+    scores: dict[str, float] = {}
+    best, best_score = float(candidates[0]), -math.inf
+    for t in candidates:
+        score = float(rsna_metric(detect_boxes(maps, probs, t, operating_threshold), gts))
+        scores[f"{t:g}"] = score
+        if not math.isnan(score) and score > best_score:
+            best, best_score = float(t), score
+    return best, scores

@@ -26,6 +26,10 @@ import numpy as np
 Box = Sequence[float]
 IOU_CANDIDATES = np.linspace(0.05, 0.95, 19)
 METRICS = ("pointing_game", "mass_in_boxes", "iou")
+#: How each metric and each image-free baseline of :func:`localization_report` reads in prose.
+METRIC_LABELS = {"pointing_game": "pointing game", "mass_in_boxes": "mass in boxes", "iou": "IoU"}
+BASELINE_LABELS = {"fixed_point": "fixed point", "mean_box_prior": "mean-box prior",
+                   "uniform_random": "uniform random"}
 
 
 def _shape(size: int | tuple[int, int]) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from . import paths
+from .atomic import write_frame_csv
 from .plots import DPI, new_figure, save_figure
 from .processed import SKIPPED_NAME, SPLITS, DataSource, read_manifest, read_stats
 
@@ -206,6 +207,6 @@ def data_report(processed: str | Path | None = None, images_out: str | Path | No
     for name, table in (("split_counts", report.split_counts),
                         ("view_positions", report.view_positions)):
         path = metrics_out / f"preprocess_{name}.csv"
-        table.to_csv(path, float_format="%.4f")
+        write_frame_csv(path, table, float_format="%.4f")
         report.saved[path.name] = path
     return report

@@ -23,6 +23,7 @@ import os
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -239,6 +240,59 @@ def read_radiograph(path: str | Path, size: int):
 
 
 @dataclass
+class FileBatch:
+    """One batch of input files, read: the radiographs made and why the other files failed.
+
+    Attributes:
+        indices: positions, in the whole input list, of the files read, in order.
+        radiographs: their :class:`pneumocam.dicom.Radiograph` (``image`` uint8 size x size).
+        failed: ``(position, error)`` of each file that could not be read: a
+            :class:`~pneumocam.errors.PneumocamError` (``DicomReadError`` names the file and
+            the reason) or the ``OSError`` raised while reading it.
+    """
+
+    indices: list[int] = field(default_factory=list)
+    radiographs: list[Any] = field(default_factory=list)
+    failed: list[tuple[int, Exception]] = field(default_factory=list)
+
+    @property
+    def images(self) -> np.ndarray:
+        """uint8 (n, size, size): the radiographs' pixels, stacked."""
+        return np.stack([r.image for r in self.radiographs])
+
+
+def read_batches(files: Sequence[str | Path], size: int, batch_size: int,
+                 read: Callable[[Path, int], Any] = read_radiograph) -> Iterator[FileBatch]:
+    """``files`` read ``batch_size`` at a time into ``size`` x ``size`` radiographs.
+
+    A file that cannot be read is recorded in its batch's ``failed`` and skipped, so one bad
+    file never stops the others (a batch may have no radiograph at all).
+
+    Args:
+        read: ``(path, size) -> Radiograph``; :func:`read_radiograph` (DICOM or PNG/JPEG) by
+            default.
+    """
+    for start in range(0, len(files), batch_size):
+        batch = FileBatch()
+        for i in range(start, min(start + batch_size, len(files))):
+            try:
+                radiograph = read(Path(files[i]), size)
+            except (PneumocamError, OSError) as exc:
+                batch.failed.append((i, exc))
+                continue
+            batch.indices.append(i)
+            batch.radiographs.append(radiograph)
+        yield batch
+
+
+def read_error_message(file: str | Path, error: Exception) -> str:
+    """One line for a file :func:`read_batches` could not read: ``<file>: <reason>``."""
+    if isinstance(error, OSError):  # e.g. permission denied on the file itself
+        return f"{file}: cannot be read ({error.strerror or error})"
+    return str(error)
+
+
+@dataclass
 class PredictConfig:
     """Settings of ``scripts/predict.py``.
 
@@ -400,21 +454,15 @@ def predict(config: PredictConfig, out: TextIO | None = None, err: TextIO | None
         result.error = message
         print(f"error: {message}", file=err, flush=True)
 
-    for start in range(0, len(results), step):
-        chunk = list(zip(results[start:start + step], names[start:start + step], strict=True))
-        images, good = [], []
-        for result, name in chunk:
-            try:
-                images.append(read_radiograph(result.file, run.size).image)
-                good.append((result, name))
-            except PneumocamError as exc:
-                fail(result, str(exc))
-            except OSError as exc:  # e.g. permission denied on the file itself
-                fail(result, f"{result.file}: cannot be read ({exc.strerror or exc})")
-        if not good:
+    for batch in read_batches([r.file for r in results], run.size, step):
+        for i, error in batch.failed:
+            fail(results[i], read_error_message(results[i].file, error))
+        if not batch.indices:
             continue
-        cams = compute_cams(run.model, normalize_images(np.stack(images), run.mean, run.std),
+        images = batch.images
+        cams = compute_cams(run.model, normalize_images(images, run.mean, run.std),
                             method=config.method, batch_size=step)
+        good = [(results[j], names[j]) for j in batch.indices]
         for i, (result, name) in enumerate(good):
             logit = float(cams.logits[i])
             if not math.isfinite(logit):
