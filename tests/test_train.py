@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest_train import make_processed
+from train_helpers import predict_proba
 
 from pneumocam import paths
 from pneumocam.checkpoint import load_checkpoint, load_model_state
@@ -33,7 +34,6 @@ from pneumocam.train import (
     build_arg_parser,
     config_from_args,
     lr_factor,
-    predict_proba,
     train,
 )
 

@@ -539,19 +539,6 @@ def predict_logits(model: nn.Module, images: torch.Tensor, mean: float, std: flo
     return torch.cat(out)
 
 
-def predict_proba(model: nn.Module, images: np.ndarray, mean: float, std: float,
-                  device: str | torch.device = "cpu", batch_size: int = 64) -> np.ndarray:
-    """Pneumonia probabilities for uint8 (N, H, W) images: float64 (N,) in [0, 1].
-
-    Normalises with the training split's ``mean``/``std`` (stats.json); no augmentation.
-    """
-    device = torch.device(device)
-    amp = torch.bfloat16 if device.type == "cuda" else None
-    logits = predict_logits(model, torch.as_tensor(images), mean, std, device, batch_size,
-                            channels_last=True, amp_dtype=amp)
-    return torch.sigmoid(logits).double().cpu().numpy()
-
-
 def validation_row(labels: np.ndarray, logits: np.ndarray, loss_fn: nn.Module
                    ) -> dict[str, float]:
     """Validation loss, ROC AUC, AP and the threshold-0.5 metrics from gathered logits."""
@@ -920,31 +907,6 @@ def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str
         ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if None not in ci else ""
         print(f"[train] test ROC AUC {test_auc:.4f}{ci_text}; details in {files['eval']}",
               flush=True)
-
-
-def evaluation_summary(evaluation: dict[str, Any]) -> pd.DataFrame:
-    """The headline test numbers of an ``evaluate_run`` dict as a table (value, 95% CI), with
-    the view-position-only baseline beside them: rows are metrics, columns value/ci_low/ci_high."""
-    def row(summary: Any) -> dict[str, float]:
-        if not isinstance(summary, dict):
-            return {"value": summary, "ci_low": None, "ci_high": None}
-        lo, hi = (summary.get("ci95") or [None, None])[:2]
-        return {"value": summary.get("value"), "ci_low": lo, "ci_high": hi}
-
-    op = evaluation.get("at_operating_threshold") or {}
-    rows = {
-        "test ROC AUC": row(evaluation.get("roc_auc")),
-        "test average precision": row(evaluation.get("average_precision")),
-        "operating threshold (Youden J on val)": row(evaluation.get("operating_threshold")),
-        "sensitivity at threshold": row(op.get("sensitivity")),
-        "specificity at threshold": row(op.get("specificity")),
-        "precision at threshold": row(op.get("precision")),
-        "F1 at threshold": row(op.get("f1")),
-        "expected calibration error": row(evaluation.get("ece")),
-        "baseline: view position alone, ROC AUC": row(
-            ((evaluation.get("baselines") or {}).get("view_position") or {}).get("roc_auc")),
-    }
-    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 # --------------------------------------------------------------------------- CLI
