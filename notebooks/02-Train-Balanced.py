@@ -63,13 +63,9 @@ import pandas as pd  # noqa: E402
 from IPython.display import Image, display  # noqa: E402
 
 from pneumocam import paths  # noqa: E402
+from pneumocam.evaluation import evaluation_summary  # noqa: E402
 from pneumocam.processed import read_stats  # noqa: E402
-from pneumocam.train import (  # noqa: E402
-    TrainConfig,
-    ensure_training_data,
-    evaluation_summary,
-    train,
-)
+from pneumocam.train import TrainConfig, ensure_training_data, train  # noqa: E402
 
 processed = ensure_training_data(Path(data_dir) if data_dir else None)
 stats = read_stats(processed)

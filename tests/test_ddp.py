@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest_train import make_processed
+from train_helpers import predict_proba
 
 from pneumocam import paths
 from pneumocam.checkpoint import load_model_state
@@ -20,7 +21,6 @@ from pneumocam.data import DistributedWeightedSampler
 from pneumocam.metrics import safe_roc_auc
 from pneumocam.model import build_model
 from pneumocam.processed import load_split, read_stats
-from pneumocam.train import predict_proba
 
 REPO = Path(__file__).resolve().parents[1]
 

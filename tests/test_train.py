@@ -4,6 +4,7 @@ the two scripts' smoke runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest_train import make_processed
+from train_helpers import predict_proba
 
 from pneumocam import paths
 from pneumocam.checkpoint import load_checkpoint, load_model_state
@@ -30,10 +32,10 @@ from pneumocam.train import (
     PREDICTION_COLUMNS,
     TIMING_COLUMNS,
     TrainConfig,
+    TrainSettings,
     build_arg_parser,
     config_from_args,
     lr_factor,
-    predict_proba,
     train,
 )
 
@@ -110,6 +112,21 @@ def test_config_json_records_arguments_data_and_provenance(run_a):
     assert set(cfg["stats"]) >= {"mean", "std", "size"} and cfg["stats"]["size"] == 32
     assert "torch" in cfg["provenance"]["versions"] and "git" in cfg["provenance"]
     assert cfg["model"]["cam_layer"] == "layer4"
+
+
+def test_settings_block_is_the_frozen_settings_json_form(run_a):
+    """config.json's and last.pth's ``settings`` read back into TrainSettings and write out the
+    same keys, in the same order, with the same values; the settings cannot be changed."""
+    cfg = json.loads((paths.run_weights_dir("a") / "config.json").read_text())
+    settings = TrainSettings.from_json(cfg["settings"])
+    assert settings.to_json() == cfg["settings"]
+    assert list(settings.to_json()) == list(cfg["settings"])
+    assert settings.to_json() == run_a.settings
+    ckpt = load_checkpoint(paths.run_weights_dir("a") / "last.pth")
+    assert TrainSettings.from_json(ckpt["settings"]).to_json() == ckpt["settings"]
+    assert (settings.epochs, settings.seed, settings.pos_weight_setting) == (3, 3, None)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.epochs = 4  # type: ignore[misc]
 
 
 def test_epoch_rows_hold_their_own_epoch(root, run_a):

@@ -384,3 +384,28 @@ def evaluate_run(
     result = nan_to_none(result)
     write_json_atomic(paths.run_files(run)["eval"], result)
     return result
+
+
+def evaluation_summary(evaluation: dict[str, Any]) -> pd.DataFrame:
+    """The headline test numbers of an ``evaluate_run`` dict as a table (value, 95% CI), with
+    the view-position-only baseline beside them: rows are metrics, columns value/ci_low/ci_high."""
+    def row(summary: Any) -> dict[str, float]:
+        if not isinstance(summary, dict):
+            return {"value": summary, "ci_low": None, "ci_high": None}
+        lo, hi = (summary.get("ci95") or [None, None])[:2]
+        return {"value": summary.get("value"), "ci_low": lo, "ci_high": hi}
+
+    op = evaluation.get("at_operating_threshold") or {}
+    rows = {
+        "test ROC AUC": row(evaluation.get("roc_auc")),
+        "test average precision": row(evaluation.get("average_precision")),
+        "operating threshold (Youden J on val)": row(evaluation.get("operating_threshold")),
+        "sensitivity at threshold": row(op.get("sensitivity")),
+        "specificity at threshold": row(op.get("specificity")),
+        "precision at threshold": row(op.get("precision")),
+        "F1 at threshold": row(op.get("f1")),
+        "expected calibration error": row(evaluation.get("ece")),
+        "baseline: view position alone, ROC AUC": row(
+            ((evaluation.get("baselines") or {}).get("view_position") or {}).get("roc_auc")),
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")

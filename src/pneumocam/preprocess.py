@@ -588,6 +588,53 @@ class _Task:
     box_lines: tuple[int, ...] = ()  # the labels-CSV line of each box (for skipped.csv)
 
 
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    """What a worker reports for one image (never the array itself: the parent stays small).
+
+    Attributes:
+        patient_id: the RSNA ``patientId`` (the DICOM's file stem).
+        status: ``"written"`` (decoded and saved now), ``"reused"`` (a valid array from an
+            earlier run was kept; only the DICOM header was read) or ``"failed"``.
+        reason: why it failed (one line, for ``skipped.csv``); ``""`` otherwise.
+        notes: decoder notes of a written image (counted in ``stats.json``); empty otherwise.
+        fast_path: True/False whether the RSNA fast decoder made a written image; None when
+            reused or failed.
+        boxes: the image's boxes in output pixels ``[x, y, width, height]`` (clipped to it).
+        boxes_clipped: how many of its boxes were clipped to the image.
+        boxes_dropped: ``(labels-CSV line, reason)`` of each box wholly outside the image.
+        pixel_sum, pixel_sumsq: exact integer sum and sum of squares of the uint8 array
+            (0..255 values); the train mean/std come from these.
+        view_position, sex: DICOM header values (``""`` when absent).
+        age: the patient's age in years, ``""`` when absent.
+        is_synthetic: the DICOM carries the demo generator's marker.
+    """
+
+    patient_id: str
+    status: str
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+    fast_path: bool | None = None
+    boxes: list[list[float]] = field(default_factory=list)
+    boxes_clipped: int = 0
+    boxes_dropped: list[tuple[int, str]] = field(default_factory=list)
+    pixel_sum: int = 0
+    pixel_sumsq: int = 0
+    view_position: str = ""
+    sex: str = ""
+    age: int | str = ""
+    is_synthetic: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether the image has an array (written or reused) and so a manifest row."""
+        return self.status != "failed"
+
+    @classmethod
+    def failure(cls, patient_id: str, reason: str) -> ImageResult:
+        return cls(patient_id=patient_id, status="failed", reason=reason)
+
+
 def _load_valid(path: Path, size: int) -> np.ndarray | None:
     """The array at ``path`` if it loads as uint8 ``(size, size)``; else None."""
     try:
@@ -657,10 +704,9 @@ def _output_boxes(geometry: Any, task: _Task) -> tuple[list[list[float]], int,
     return out, clipped, dropped
 
 
-def _process_one(task: _Task, size: int, fast: bool) -> dict[str, Any]:
+def _process_one(task: _Task, size: int, fast: bool) -> ImageResult:
     """Decode (or reuse) one image; returns metadata and pixel sums, never the array."""
     out = Path(task.array_path)
-    result: dict[str, Any] = {"patient_id": task.patient_id}
     try:
         array = _load_valid(out, size) if out.exists() else None
         if array is not None:
@@ -669,7 +715,7 @@ def _process_one(task: _Task, size: int, fast: bool) -> dict[str, Any]:
             if not meta.rows or not meta.columns:
                 raise DicomReadError(task.source, "header lacks Rows/Columns")
             geometry = dicom.square_geometry(meta.rows, meta.columns, size)
-            result.update(status="reused", notes=[], fast_path=None)
+            status, notes, fast_path = "reused", (), None
         else:
             radiograph = dicom.load_dicom_resized(task.source, size=size, fast=fast)
             array = radiograph.image
@@ -678,23 +724,24 @@ def _process_one(task: _Task, size: int, fast: bool) -> dict[str, Any]:
                                                   f"expected ({size}, {size}) uint8")
             save_array_atomic(out, array)  # its folder was made before the workers started
             meta, geometry = radiograph.meta, radiograph.geometry
-            result.update(status="written", notes=list(radiograph.notes),
-                          fast_path=bool(radiograph.fast_path))
-        result["boxes"], result["boxes_clipped"], result["boxes_dropped"] = _output_boxes(
-            geometry, task)
+            status, notes = "written", tuple(radiograph.notes)
+            fast_path = bool(radiograph.fast_path)
+        boxes, boxes_clipped, boxes_dropped = _output_boxes(geometry, task)
     except DicomReadError as exc:
-        return {**result, "status": "failed", "reason": exc.reason}
+        return ImageResult.failure(task.patient_id, exc.reason)
     except Exception as exc:  # a batch job records the failure and carries on
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-        return {**result, "status": "failed", "reason": reason}
-    result["sum"], result["sumsq"] = _pixel_sums(array)
-    result.update(
+        return ImageResult.failure(task.patient_id, reason)
+    pixel_sum, pixel_sumsq = _pixel_sums(array)
+    return ImageResult(
+        patient_id=task.patient_id, status=status, notes=notes, fast_path=fast_path,
+        boxes=boxes, boxes_clipped=boxes_clipped, boxes_dropped=boxes_dropped,
+        pixel_sum=pixel_sum, pixel_sumsq=pixel_sumsq,
         view_position=meta.view_position or "",
         sex=meta.sex or "",
         age="" if meta.age is None else int(meta.age),
         is_synthetic=bool(meta.is_synthetic),
     )
-    return result
 
 
 REASON_CRASH = ("the decoder crashed (its worker process died: segfault or out of memory); "
@@ -719,7 +766,7 @@ def _init_worker() -> None:
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
 
 
-def _run_chunk(tasks: list[_Task], size: int, fast: bool) -> list[dict[str, Any]]:
+def _run_chunk(tasks: list[_Task], size: int, fast: bool) -> list[ImageResult]:
     # pydicom warns on every non-standard value (e.g. RSNA's PatientAge "51" without "Y"); that
     # would drown the progress bar, and what matters for an image is in its notes or reason.
     with warnings.catch_warnings():
@@ -733,7 +780,7 @@ def _executor(workers: int) -> ProcessPoolExecutor:
 
 
 def _iter_results(tasks: list[_Task], size: int, fast: bool, workers: int,
-                  chunksize: int) -> Iterator[list[dict[str, Any]]]:
+                  chunksize: int) -> Iterator[list[ImageResult]]:
     """Per-image results, chunk by chunk, in completion order.
 
     Decoding always happens in worker processes, so a decoder that crashes the process
@@ -766,7 +813,7 @@ def _iter_results(tasks: list[_Task], size: int, fast: bool, workers: int,
         except BrokenProcessPool:
             pool.shutdown()
             pool = None
-            yield [{"patient_id": task.patient_id, "status": "failed", "reason": REASON_CRASH}]
+            yield [ImageResult.failure(task.patient_id, REASON_CRASH)]
     if pool is not None:
         pool.shutdown()
 
@@ -785,17 +832,20 @@ def _class_counts(manifest: pd.DataFrame) -> dict[str, dict[str, int]]:
                 .sort_index().items()} for s in SPLITS}
 
 
-def _mean_std(results: list[dict[str, Any]], size: int) -> tuple[float, float, str]:
-    """Train-split mean/std on [0, 1] from exact integer sums (all splits if train is empty)."""
+def _mean_std(results: Sequence[ImageResult], splits: Sequence[str],
+              size: int) -> tuple[float, float, str]:
+    """Train-split mean/std on [0, 1] from exact integer sums (all splits if train is empty).
+
+    ``splits[i]`` is the split of ``results[i]``."""
     scope = "train"
-    chosen = [r for r in results if r["split"] == "train"]
+    chosen = [r for r, split in zip(results, splits, strict=True) if split == "train"]
     if not chosen:
-        scope, chosen = "all", results
+        scope, chosen = "all", list(results)
     if not chosen:
         return float("nan"), float("nan"), "none"
     n = len(chosen) * size * size
-    total = sum(r["sum"] for r in chosen)
-    total_sq = sum(r["sumsq"] for r in chosen)
+    total = sum(r.pixel_sum for r in chosen)
+    total_sq = sum(r.pixel_sumsq for r in chosen)
     mean = total / n / 255.0
     var = max(total_sq / n - (total / n) ** 2, 0.0) / 255.0**2
     return float(mean), float(np.sqrt(var)), scope
@@ -908,38 +958,38 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
             (out_dir / split / str(t)).mkdir(parents=True, exist_ok=True)
 
     chunksize = max(1, min(16, len(tasks) // max(1, workers * 8)))
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, ImageResult] = {}
     with tqdm(total=len(tasks), desc="preprocess", unit="img", disable=not config.progress,
               file=sys.stderr) as bar:
         for chunk in _iter_results(tasks, size, config.fast, workers, chunksize):
             for r in chunk:
-                results[r["patient_id"]] = r
+                results[r.patient_id] = r
             bar.update(len(chunk))
 
     ok = todo.assign(array_file=relpaths)
-    ok = ok[[results[p]["status"] != "failed" for p in ok["patientId"]]].reset_index(drop=True)
+    ok = ok[[results[p].ok for p in ok["patientId"]]].reset_index(drop=True)
     rows = [results[p] for p in ok["patientId"]]
     manifest = pd.DataFrame({
         "patientId": ok["patientId"],
         "split": ok["split"],
         "label": ok["Target"].astype(int),
         "class": ok["class"].fillna(""),
-        "view_position": [r["view_position"] for r in rows],
-        "sex": [r["sex"] for r in rows],
-        "age": [r["age"] for r in rows],
-        "boxes": [json.dumps(r["boxes"]) for r in rows],
+        "view_position": [r.view_position for r in rows],
+        "sex": [r.sex for r in rows],
+        "age": [r.age for r in rows],
+        "boxes": [json.dumps(r.boxes) for r in rows],
         "source_file": _real_paths([dicoms[p] for p in ok["patientId"]]),
         "array_file": ok["array_file"],
     }, columns=list(MANIFEST_COLUMNS))
 
-    failed = [(str(dicoms[p]), results[p]["reason"])
-              for p in todo["patientId"] if results[p]["status"] == "failed"]
+    failed = [(str(dicoms[p]), results[p].reason)
+              for p in todo["patientId"] if not results[p].ok]
     # Boxes judged against their image's own size in the workers join the label report.
     for p, r in zip(ok["patientId"], rows, strict=True):
-        label_report.clipped_boxes += r["boxes_clipped"]
+        label_report.clipped_boxes += r.boxes_clipped
         label_report.invalid_rows.extend(
-            rsna.InvalidLabelRow(line, p, reason) for line, reason in r["boxes_dropped"])
-        if r["boxes_dropped"] and not r["boxes"]:
+            rsna.InvalidLabelRow(line, p, reason) for line, reason in r.boxes_dropped)
+        if r.boxes_dropped and not r.boxes:
             label_report.positives_without_box += 1
     skipped_rows = sorted(
         failed
@@ -951,12 +1001,12 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
     _write_csv_atomic(out_dir / SKIPPED_NAME, SKIPPED_COLUMNS, skipped_rows)
     _remove_strays(out_dir, set(manifest["array_file"]), label_ids)
 
-    n_written = sum(r["status"] == "written" for r in results.values())
-    n_reused = sum(r["status"] == "reused" for r in results.values())
+    n_written = sum(r.status == "written" for r in results.values())
+    n_reused = sum(r.status == "reused" for r in results.values())
     seconds = time.perf_counter() - start
     counts = _counts(manifest)
     n_images = len(manifest)
-    n_synthetic = sum(bool(r["is_synthetic"]) for r in rows)
+    n_synthetic = sum(r.is_synthetic for r in rows)
     source = {**source, "kind": _final_kind(source["kind"], n_images, n_synthetic),
               "synthetic_images": n_synthetic}
     summary = PreprocessSummary(
@@ -971,11 +1021,8 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
         (out_dir / STATS_NAME).unlink(missing_ok=True)
         return _finish(summary, start)
 
-    split_of = dict(zip(ok["patientId"], ok["split"], strict=True))
-    for p, r in zip(ok["patientId"], rows, strict=True):
-        r["split"] = split_of[p]
-    mean, std, scope = _mean_std(rows, size)
-    notes = Counter(n for r in rows for n in r.get("notes") or [])
+    mean, std, scope = _mean_std(rows, ok["split"].tolist(), size)
+    notes = Counter(n for r in rows for n in r.notes)
     test_dicoms = len(rsna.list_dicoms(layout.test_images)) if layout.test_images else 0
     _write_csv_atomic(out_dir / MANIFEST_NAME, MANIFEST_COLUMNS,
                       manifest.itertuples(index=False, name=None))
@@ -998,7 +1045,7 @@ def _process(config: PreprocessConfig, layout: rsna.RsnaLayout, labels: pd.DataF
         "last_run": {
             "written": n_written, "reused": n_reused, "workers": workers,
             "seconds": round(seconds, 3), "images_per_second": round(summary.images_per_second, 2),
-            "fast_path_written": sum(r.get("fast_path") is True for r in rows),
+            "fast_path_written": sum(r.fast_path is True for r in rows),
             "decode_notes": dict(notes.most_common(20)),
         },
         "provenance": prov,

@@ -24,8 +24,8 @@ from .errors import CheckpointError
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CSV_COLUMNS", "RESUME_KEYS", "check_resume_settings",
-    "existing_run_files", "load_resume_checkpoint", "rng_state", "set_rng_state",
-    "write_history_csv",
+    "existing_run_files", "load_resume_checkpoint", "resume_checkpoint", "rng_state",
+    "set_rng_state", "write_history_csv",
 ]
 
 CSV_COLUMNS = (
@@ -67,6 +67,22 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if "cuda" in state and torch.cuda.is_available():
         with contextlib.suppress(RuntimeError, IndexError):
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def resume_checkpoint(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                      scheduler: torch.optim.lr_scheduler.LRScheduler, *, epoch: int,
+                      best_auc: float, best_epoch: int, history: list[dict[str, Any]],
+                      settings: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """What ``last.pth`` holds after ``epoch`` (1-based), in plain types and tensors only
+    (loadable with ``weights_only=True``): the model, optimiser and scheduler states, the best
+    validation ROC AUC so far and its epoch, the metrics rows of every finished epoch, every RNG
+    state (taken now), the run's settings (``TrainSettings.to_json()``) and its arguments."""
+    return {
+        "format": CHECKPOINT_FORMAT, "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "epoch": epoch, "best_auc": best_auc, "best_epoch": best_epoch,
+        "history": history, "rng": rng_state(), "settings": settings, "config": config,
+    }
 
 
 def existing_run_files(files: dict[str, Path]) -> list[Path]:

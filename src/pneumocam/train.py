@@ -23,6 +23,13 @@ would on CPU. Under ``torchrun`` the model is wrapped in DistributedDataParallel
 draw is split between ranks, validation predictions are gathered before metrics are computed,
 and only rank 0 writes files. What a run keeps to be resumed, and the checks on resuming, are
 in :mod:`pneumocam.run_state`.
+
+Reading order: :func:`train` -> ``_train``, which calls one function per phase:
+:func:`read_processed`, :func:`prepare_run_folder`, :func:`resolve_requested`,
+:func:`load_data`, :meth:`TrainSettings.for_data` (the run's frozen settings, saved as
+``config.json``'s ``settings``), :func:`build_model_and_optimizer`,
+:func:`restore_from_checkpoint`, :func:`wrap_model`, then per epoch :func:`run_epoch`,
+:func:`validate` and :func:`end_of_epoch`, and :func:`finish`.
 """
 
 from __future__ import annotations
@@ -30,12 +37,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +90,7 @@ from .processed import (
     RUN_DATA_IDENTITY_KEY,
     SPLITS,
     DataIdentity,
+    SplitArrays,
     data_identity,
     load_split,
     read_manifest,
@@ -90,11 +99,10 @@ from .processed import (
 )
 from .provenance import provenance, to_jsonable, write_json_atomic
 from .run_state import (
-    CHECKPOINT_FORMAT,
     check_resume_settings,
     existing_run_files,
     load_resume_checkpoint,
-    rng_state,
+    resume_checkpoint,
     set_rng_state,
     write_history_csv,
 )
@@ -182,7 +190,7 @@ class TrainResult:
     """The outcome of :func:`train` (on ranks other than 0: no predictions or evaluation)."""
 
     run: str
-    settings: dict[str, Any]
+    settings: dict[str, Any]  # TrainSettings.to_json(): config.json's "settings" block
     history: list[dict[str, float]]
     best_epoch: int
     best_val_auc: float
@@ -267,7 +275,7 @@ def validate_config(config: TrainConfig) -> None:
     """Refuse every bad setting before any work starts (data preparation, training).
 
     ``None`` fields are defaults and pass; the checks on values picked from the data or a
-    resumed checkpoint follow in :func:`resolve_settings`.
+    resumed checkpoint follow in :func:`resolve_requested`.
 
     Raises:
         ConfigError: naming the flag, the value and what it must be.
@@ -298,17 +306,166 @@ def validate_config(config: TrainConfig) -> None:
     _parse_pos_weight(config.pos_weight)
 
 
-def resolve_settings(config: TrainConfig, stats: dict[str, Any], device: torch.device,
-                     info: DistInfo, previous: dict[str, Any] | None = None
-                     ) -> tuple[dict[str, Any], list[str]]:
-    """Fill every unset (None) setting: from ``previous`` (the checkpoint's, on resume), else
-    from defaults that depend on the data source and the device.
+@dataclass(frozen=True)
+class RequestedSettings:
+    """What the flags, the checkpoint being resumed and the defaults decide, before any data is
+    loaded (:func:`resolve_requested`). :class:`TrainSettings` adds what the data decides.
+
+    Attributes:
+        run_name: names ``weights/<run>/``, ``metrics/<run>*``, ``images/<run>/``.
+        sampler: ``"balanced"`` (weight 1/class count) or ``"original"`` (plain shuffling):
+            the only difference between the two runs.
+        epochs: passes over the training draws, >= 1. Default 20 on real data (the validation
+            AUC levels off by then), 6 on the demo (the whole demo runs in minutes on a CPU).
+        batch_size: images per optimisation step per process as asked, >= 1. Default 32 on the
+            demo and on a CPU (enough steps per epoch on a small split), 256 on CUDA (fills a
+            GPU). The batch used can be smaller: :attr:`TrainSettings.effective_batch_size`.
+        lr: peak AdamW learning rate, finite and > 0 (default 1e-3, AdamW's usual value).
+        weight_decay: AdamW decoupled weight decay, finite and >= 0 (default 1e-4).
+        schedule: ``"cosine"`` (default: linear warm-up over 5% of the steps, then cosine to 0),
+            ``"onecycle"`` or ``"constant"``; stepped every batch.
+        seed: integer >= 0 (default 0); seeds the initialisation and every per-epoch draw.
+        pretrained: start from ImageNet weights (default False: random initialisation, as in
+            the original study, and no download).
+        limit: train on only this many images (class-stratified, manifest order), >= 2;
+            None (default) = the whole training split.
+        pos_weight_setting: ``--pos-weight`` as asked: ``"auto"`` (n_neg/n_pos of the training
+            images), a number > 0, or None (default: unweighted BCE). Kept as asked so that a
+            resumed run derives ``"auto"`` again; the value used is
+            :attr:`TrainSettings.pos_weight`.
+        device: the torch device trained on (``"cpu"``, ``"cuda:0"``, ...).
+        world_size: processes training together, >= 1 (1 without torchrun).
+        compile: the model goes through ``torch.compile`` (default off: slow to start).
+        channels_last: NHWC memory format (default on: faster on CPU and GPU).
+        n_boot: bootstrap resamples of the final evaluation, >= 1 (default 1000).
+        data_kind: stats.json's source kind (``demo`` | ``rsna`` | ``other``), which picks the
+            defaults above.
+    """
+
+    run_name: str
+    sampler: str
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    schedule: str
+    seed: int
+    pretrained: bool
+    limit: int | None
+    pos_weight_setting: str | float | None
+    device: str
+    world_size: int
+    compile: bool
+    channels_last: bool
+    n_boot: int
+    data_kind: str
+
+
+@dataclass(frozen=True)
+class TrainSettings(RequestedSettings):
+    """Every resolved setting of one run: :class:`RequestedSettings` plus what the data decides
+    (:meth:`for_data`). Saved as the ``settings`` block of ``config.json`` and ``last.pth``
+    (:meth:`to_json`); a resumed run reads its checkpoint's back (:meth:`from_json`).
+
+    Attributes:
+        pos_weight: the BCE positive-class weight used, > 0 (``"auto"`` resolved to
+            n_neg/n_pos of the training images), or None for unweighted BCE.
+        image_size: side of the square uint8 arrays, in pixels (224 by default).
+        n_train, n_val: images in the training split used (after ``limit``) and in validation.
+        train_counts: ``{"0": negatives, "1": positives}`` of the training images used.
+        data_dir: the processed folder, as given.
+        data_mean, data_std: the training split's pixel mean/std on [0, 1] (stats.json), used to
+            normalise every image, in training and in prediction alike.
+        data_source: stats.json's ``source`` block (kind, labels hash, path, ...), as read.
+        data_identity: which data this is (kind, labels hash, split fingerprint): what a
+            resume, the evaluation and later stages compare.
+        effective_batch_size: the batch used per process: ``batch_size``, or fewer when the
+            training split has fewer images per process (so an epoch has at least one step).
+    """
+
+    pos_weight: float | None
+    image_size: int
+    n_train: int
+    n_val: int
+    train_counts: dict[str, int]
+    data_dir: str
+    data_mean: float
+    data_std: float
+    data_source: dict[str, Any] | None
+    data_identity: DataIdentity
+    effective_batch_size: int
+
+    @classmethod
+    def for_data(cls, requested: RequestedSettings, data: TrainData, world: int
+                 ) -> TrainSettings:
+        """``requested`` completed with what ``data`` decides (the ``--pos-weight auto`` value,
+        sizes, counts, normalisation, identity, the batch that fits)."""
+        n_neg, n_pos = class_counts(data.train.labels)
+        pos_weight = requested.pos_weight_setting
+        if pos_weight == "auto":
+            pos_weight = n_neg / n_pos
+        return cls(
+            **{f.name: getattr(requested, f.name) for f in dataclasses.fields(RequestedSettings)},
+            pos_weight=pos_weight,
+            image_size=int(data.train.images.shape[-1]),
+            n_train=len(data.train),
+            n_val=len(data.val),
+            train_counts={"0": n_neg, "1": n_pos},
+            data_dir=str(data.processed),
+            data_mean=float(data.stats["mean"]),
+            data_std=float(data.stats["std"]),
+            data_source=data.stats.get("source"),
+            data_identity=data_identity(data.processed, data.stats),
+            effective_batch_size=min(requested.batch_size,
+                                     math.ceil(len(data.train) / world)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``settings`` block of ``config.json`` and ``last.pth``: plain values, keys in
+        :data:`SETTINGS_KEYS` order (``pos_weight`` is the value used, ``pos_weight_setting``
+        the one asked for)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["train_counts"] = dict(self.train_counts)
+        values["data_identity"] = self.data_identity.to_dict()
+        return {key: values[key] for key in SETTINGS_KEYS}
+
+    @classmethod
+    def from_json(cls, block: Mapping[str, Any]) -> TrainSettings:
+        """Inverse of :meth:`to_json`. A block written before runs recorded their data
+        identity reads as an unknown identity (every field None).
+
+        Raises:
+            KeyError: a setting is missing from ``block``.
+        """
+        missing = [k for k in SETTINGS_KEYS if k not in block and k != "data_identity"]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)} in the settings")
+        values = {key: block[key] for key in SETTINGS_KEYS if key != "data_identity"}
+        return cls(**values, data_identity=DataIdentity.from_dict(block.get("data_identity")))
+
+
+#: The keys of :meth:`TrainSettings.to_json`, in the order config.json and last.pth have them.
+SETTINGS_KEYS = (
+    "run_name", "sampler", "epochs", "batch_size", "lr", "weight_decay", "schedule", "seed",
+    "pretrained", "limit", "pos_weight", "device", "world_size", "compile", "channels_last",
+    "n_boot", "data_kind", "pos_weight_setting", "image_size", "n_train", "n_val",
+    "train_counts", "data_dir", "data_mean", "data_std", "data_source", "data_identity",
+    "effective_batch_size",
+)
+
+
+def resolve_requested(config: TrainConfig, stats: dict[str, Any], device: torch.device,
+                      info: DistInfo, previous: TrainSettings | None = None
+                      ) -> tuple[RequestedSettings, list[str]]:
+    """Fill every unset (None) field of ``config``: from ``previous`` (the checkpoint's, on
+    resume), else from defaults that depend on the data source and the device.
 
     Returns:
-        ``(settings, notes)``: a flat dict of plain values, and one line per default picked,
-        saying why.
+        ``(requested, notes)``: the settings, and one line per default picked, saying why.
+
+    Raises:
+        ConfigError: a value taken from the checkpoint that is out of range.
     """
-    previous = previous or {}
     kind = (stats.get("source") or {}).get("kind", "other")
     notes: list[str] = []
 
@@ -316,56 +473,59 @@ def resolve_settings(config: TrainConfig, stats: dict[str, Any], device: torch.d
         value = getattr(config, name)
         if value is not None:
             return value
-        if name in previous:
-            notes.append(f"{name}={previous[name]!r} (from the checkpoint being resumed)")
-            return previous[name]
+        if previous is not None:
+            notes.append(f"{name}={getattr(previous, name)!r} (from the checkpoint being resumed)")
+            return getattr(previous, name)
         notes.append(f"{name}={default!r} ({why})")
         return default
 
+    # Short on the demo, full length on real data; the batch is small where the data is.
     if kind == "demo":
         epochs_default, why = DEMO_EPOCHS, ("stats.json source kind is 'demo': a short schedule "
                                             "so the whole demo runs in minutes on a CPU")
     else:
         epochs_default, why = FULL_EPOCHS, f"stats.json source kind is {kind!r}: full-length training"
     on_gpu = device.type == "cuda"
-    settings: dict[str, Any] = {
-        "run_name": config.run_name,
-        "sampler": config.sampler,
-        "epochs": int(pick("epochs", epochs_default, why)),
-        "batch_size": int(pick("batch_size", CPU_BATCH if kind == "demo" or not on_gpu
-                               else GPU_BATCH,
-                               "small demo dataset: enough steps per epoch" if kind == "demo"
-                               else f"default per-process batch on {device.type}")),
-        "lr": float(pick("lr", DEFAULT_LR, "AdamW default")),
-        "weight_decay": float(pick("weight_decay", DEFAULT_WEIGHT_DECAY, "AdamW default")),
-        "schedule": str(pick("schedule", "cosine", "warm-up then cosine decay")),
-        "seed": int(pick("seed", 0, "default seed")),
-        "pretrained": bool(pick("pretrained", False, "random init, as in the original study")),
-        "limit": config.limit if config.limit is not None else previous.get("limit"),
-        "pos_weight": _parse_pos_weight(config.pos_weight if config.pos_weight is not None
-                                        else previous.get("pos_weight_setting")),
-        "device": str(device),
-        "world_size": info.world,
-        "compile": bool(config.compile),
-        "channels_last": bool(config.channels_last),
-        "n_boot": int(config.n_boot),
-        "data_kind": kind,
-    }
-    settings["pos_weight_setting"] = settings["pos_weight"]
+    batch_default = CPU_BATCH if kind == "demo" or not on_gpu else GPU_BATCH
+    batch_why = ("small demo dataset: enough steps per epoch" if kind == "demo"
+                 else f"default per-process batch on {device.type}")
+    requested = RequestedSettings(
+        run_name=config.run_name,
+        sampler=config.sampler,
+        epochs=int(pick("epochs", epochs_default, why)),
+        batch_size=int(pick("batch_size", batch_default, batch_why)),
+        lr=float(pick("lr", DEFAULT_LR, "AdamW default")),
+        weight_decay=float(pick("weight_decay", DEFAULT_WEIGHT_DECAY, "AdamW default")),
+        schedule=str(pick("schedule", "cosine", "warm-up then cosine decay")),
+        seed=int(pick("seed", 0, "default seed")),
+        pretrained=bool(pick("pretrained", False, "random init, as in the original study")),
+        limit=config.limit if config.limit is not None or previous is None else previous.limit,
+        pos_weight_setting=_parse_pos_weight(
+            config.pos_weight if config.pos_weight is not None or previous is None
+            else previous.pos_weight_setting),
+        device=str(device),
+        world_size=info.world,
+        compile=bool(config.compile),
+        channels_last=bool(config.channels_last),
+        n_boot=int(config.n_boot),
+        data_kind=kind,
+    )
+
+    # A checkpoint's values were never checked by validate_config.
     if config.sampler not in SAMPLERS:
         raise ConfigError(f"sampler {config.sampler!r}: expected one of {SAMPLERS}")
-    if settings["schedule"] not in SCHEDULES:
-        raise ConfigError(f"schedule {settings['schedule']!r}: expected one of {SCHEDULES}")
+    if requested.schedule not in SCHEDULES:
+        raise ConfigError(f"schedule {requested.schedule!r}: expected one of {SCHEDULES}")
     for name in ("epochs", "batch_size"):
-        if settings[name] < 1:
+        if getattr(requested, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
-    if not settings["lr"] > 0:
+    if not requested.lr > 0:
         raise ConfigError("--lr must be positive")
-    if settings["limit"] is not None and settings["limit"] < 2:
+    if requested.limit is not None and requested.limit < 2:
         raise ConfigError("--limit must be at least 2 (one image of each class)")
     if config.workers is not None and config.workers < 0:
         raise ConfigError("--workers must be 0 or more")
-    return settings, notes
+    return requested, notes
 
 
 def lr_factor(step: int, total_steps: int, schedule: str) -> float:
@@ -539,19 +699,6 @@ def predict_logits(model: nn.Module, images: torch.Tensor, mean: float, std: flo
     return torch.cat(out)
 
 
-def predict_proba(model: nn.Module, images: np.ndarray, mean: float, std: float,
-                  device: str | torch.device = "cpu", batch_size: int = 64) -> np.ndarray:
-    """Pneumonia probabilities for uint8 (N, H, W) images: float64 (N,) in [0, 1].
-
-    Normalises with the training split's ``mean``/``std`` (stats.json); no augmentation.
-    """
-    device = torch.device(device)
-    amp = torch.bfloat16 if device.type == "cuda" else None
-    logits = predict_logits(model, torch.as_tensor(images), mean, std, device, batch_size,
-                            channels_last=True, amp_dtype=amp)
-    return torch.sigmoid(logits).double().cpu().numpy()
-
-
 def validation_row(labels: np.ndarray, logits: np.ndarray, loss_fn: nn.Module
                    ) -> dict[str, float]:
     """Validation loss, ROC AUC, AP and the threshold-0.5 metrics from gathered logits."""
@@ -626,6 +773,42 @@ def _prediction_frame(split_rows: pd.DataFrame, prob: np.ndarray) -> pd.DataFram
     return df[list(PREDICTION_COLUMNS)]
 
 
+@dataclass(frozen=True)
+class TrainData:
+    """The arrays one run trains and validates on (:func:`load_data`).
+
+    Attributes:
+        processed: the processed folder they come from.
+        stats: its ``stats.json`` (train mean/std on [0, 1], source, counts).
+        manifest: its whole ``manifest.csv`` (the test split is read from it at the end).
+        train: the training split, limited to ``limit`` images: uint8 (N, H, W), labels 0/1.
+        val: the whole validation split, same form.
+    """
+
+    processed: Path
+    stats: dict[str, Any]
+    manifest: pd.DataFrame
+    train: SplitArrays
+    val: SplitArrays
+
+
+@dataclass
+class Progress:
+    """Where the epoch loop stands; ``last.pth`` keeps it so a resume carries on from it.
+
+    Attributes:
+        next_epoch: the first epoch still to run (1-based; ``epochs + 1`` when finished).
+        best_auc: the best validation ROC AUC so far (-inf before the first epoch).
+        best_epoch: the epoch that reached it (0 before the first epoch); ``best.pth``.
+        history: one ``metrics/<run>.csv`` row per finished epoch.
+    """
+
+    next_epoch: int = 1
+    best_auc: float = -math.inf
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
 def train(config: TrainConfig,
           on_epoch_end: Callable[[int, dict[str, Any]], None] | None = None) -> TrainResult:
     """Train, checkpoint every epoch, pick the best epoch by validation ROC AUC, evaluate it.
@@ -655,15 +838,109 @@ def train(config: TrainConfig,
 
 def _train(config: TrainConfig, info: DistInfo,
            on_epoch_end: Callable[[int, dict[str, Any]], None] | None) -> TrainResult:
+    """The run, phase by phase; each phase is a function below."""
     device = resolve_device(config.device, info)
     if device.type == "cpu":
         _set_cpu_threads(info)
+
+    # The data must be there and usable before the run folder is touched.
     processed = Path(config.data_dir) if config.data_dir is not None else paths.processed_dir()
+    stats, manifest = read_processed(processed)
+
+    # Output folders writable, an earlier run refused, resumed or replaced: all before the
+    # minutes of training.
+    files, ckpt = prepare_run_folder(config, info)
+    previous = checkpoint_settings(ckpt, files["last"])
+
+    # Settings in two steps: what the flags and the checkpoint decide, then what the data does.
+    requested, notes = resolve_requested(config, stats, device, info, previous)
+    for line in notes:
+        _print(info, f"[train] default {line}")
+    data = load_data(processed, stats, manifest, requested.limit)
+    settings = TrainSettings.for_data(requested, data, info.world)
+    if settings.effective_batch_size != settings.batch_size:
+        _print(info, f"[train] batch size {settings.batch_size} > images per process; "
+                     f"using {settings.effective_batch_size}")
+    if ckpt is not None:
+        check_checkpoint_fits(ckpt, previous, settings, files["last"], processed)
+    n_pos = settings.train_counts["1"]
+    _print(info, f"[train] run {config.run_name!r}: sampler={config.sampler}, "
+                 f"{settings.n_train} train ({n_pos} positive) / {settings.n_val} val images "
+                 f"of {settings.image_size}x{settings.image_size} from {processed} "
+                 f"(source: {settings.data_kind}), device {device}, world size {info.world}")
+
+    with _backend_settings(device, deterministic=device.type == "cpu"):
+        # Seeded first: the same seed gives the same initial weights and the same draws.
+        # On resume the checkpoint then restores every RNG where the killed run left it.
+        seed_everything(settings.seed)
+        fresh = ckpt is None  # ImageNet weights only for a new run: a resume loads its own
+        raw_model, batches, optimizer, scheduler = build_model_and_optimizer(
+            settings, data, device, info, config.workers, pretrained=settings.pretrained and fresh)
+        loss_fn, eval_loss_fn = make_loss_functions(settings.pos_weight, device)
+        progress = (Progress() if fresh else
+                    restore_from_checkpoint(ckpt, raw_model, optimizer, scheduler, files, info))
+
+        # Wrapped after the restore: DDP and torch.compile hold the restored weights.
+        model = wrap_model(raw_model, settings, device, info)
+        ctx = StepContext(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
+                          mean=settings.data_mean, std=settings.data_std, device=device,
+                          channels_last=settings.channels_last,
+                          amp_dtype=torch.bfloat16 if device.type == "cuda" else None)
+        if info.is_main:
+            _write_config(files, config, settings, stats, ckpt)
+
+        # Each epoch: optimise, score the whole validation split with the weights as they are
+        # now, then record it (metrics row, CSV, checkpoints, one printed line).
+        val_index, val_images = validation_shard(data.val, device, info)
+        for epoch in range(progress.next_epoch, settings.epochs + 1):
+            epoch_start = time.perf_counter()
+            loss_sum, n_seen, epoch_stats = run_epoch(ctx, raw_model, batches, epoch, settings,
+                                                      info, show_progress=config.progress)
+            logits = validate(raw_model, val_images, val_index, epoch, settings, device, info,
+                              ctx.amp_dtype)
+            # The columns of metrics/<run>.csv (the module docstring says what each means).
+            row: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / max(n_seen, 1)}
+            row.update(validation_row(data.val.labels, logits.cpu().numpy(), eval_loss_fn))
+            row["lr"] = epoch_stats.lr_mean
+            row["epoch_seconds"] = time.perf_counter() - epoch_start
+            row["images_per_second"] = n_seen / max(epoch_stats.seconds, 1e-9)
+            end_of_epoch(row, progress, raw_model, optimizer, scheduler, settings, config, files,
+                         info)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, row)
+
+        # The best epoch's weights, not the last, are evaluated on val and test.
+        return finish(config, settings, progress, raw_model, data, files, device, info,
+                      ctx.amp_dtype)
+
+
+def read_processed(processed: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """``stats.json`` and ``manifest.csv`` of ``processed``, checked to hold both classes in
+    every split.
+
+    Raises:
+        ProcessedDataError: a missing or unfinished folder, or a split without both classes.
+    """
     check_processed_dir(processed)
     stats = read_stats(processed)
     manifest = read_manifest(processed)
     check_two_classes(manifest, processed)
+    return stats, manifest
 
+
+def prepare_run_folder(config: TrainConfig, info: DistInfo
+                       ) -> tuple[dict[str, Path], dict[str, Any] | None]:
+    """Check the output folders, refuse to run over an earlier run unless asked, load the
+    checkpoint to resume (``--resume``) or delete the earlier run's files (``--overwrite``).
+
+    Returns:
+        ``(files, ckpt)``: :func:`pneumocam.paths.run_files`, and ``last.pth``'s contents on
+        resume (else None).
+
+    Raises:
+        ConfigError: the run exists and neither ``resume`` nor ``overwrite`` is set.
+        CheckpointError: nothing (or no training checkpoint) to resume.
+    """
     files = paths.run_files(config.run_name)
     if info.is_main:  # before minutes of training, not after
         for folder, what in ((files["weights_dir"], "weights folder"),
@@ -682,176 +959,247 @@ def _train(config: TrainConfig, info: DistInfo,
         for path in existing:
             path.unlink()
     _barrier(info)
+    return files, ckpt
 
-    settings, notes = resolve_settings(config, stats, device, info,
-                                       ckpt["settings"] if ckpt else None)
-    for line in notes:
-        _print(info, f"[train] default {line}")
 
-    # ---- data
-    train_rows = limited_rows(manifest[manifest["split"] == "train"], settings["limit"])
+def checkpoint_settings(ckpt: dict[str, Any] | None, path: Path) -> TrainSettings | None:
+    """The settings a resumed checkpoint was trained with (None when not resuming).
+
+    Raises:
+        CheckpointError: its settings block lacks a setting.
+    """
+    if ckpt is None:
+        return None
+    try:
+        return TrainSettings.from_json(ckpt["settings"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its settings are incomplete ({exc}). Start afresh with "
+                              "--overwrite (or another --run-name).") from exc
+
+
+def load_data(processed: Path, stats: dict[str, Any], manifest: pd.DataFrame,
+              limit: int | None) -> TrainData:
+    """The training images (the first ``limit``, class-stratified) and the validation images.
+
+    Raises:
+        ProcessedDataError: the training images used hold one class only.
+    """
+    train_rows = limited_rows(manifest[manifest["split"] == "train"], limit)
     train_split = load_split(processed, "train", manifest=train_rows)
     val_split = load_split(processed, "val", manifest=manifest)
     if len(set(train_split.labels.tolist())) < 2:
         raise ProcessedDataError(f"{processed}: the training images used (--limit "
-                                 f"{settings['limit']}) hold one class only; raise --limit.")
-    n_neg, n_pos = class_counts(train_split.labels)
-    if settings["pos_weight"] == "auto":
-        settings["pos_weight"] = n_neg / n_pos
-    size = int(train_split.images.shape[-1])
-    settings.update({
-        "image_size": size, "n_train": len(train_split), "n_val": len(val_split),
-        "train_counts": {"0": n_neg, "1": n_pos},
-        "data_dir": str(processed), "data_mean": float(stats["mean"]),
-        "data_std": float(stats["std"]), "data_source": stats.get("source"),
-        # Which data this is (kind, labels hash, split fingerprint): what later stages check.
-        "data_identity": data_identity(processed, stats).to_dict(),
-    })
-    batch_size = min(settings["batch_size"], math.ceil(len(train_split) / info.world))
-    if batch_size != settings["batch_size"]:
-        _print(info, f"[train] batch size {settings['batch_size']} > images per process; "
-                     f"using {batch_size}")
-    settings["effective_batch_size"] = batch_size
-    if ckpt is not None:
-        check_resume_settings(ckpt["settings"], settings, files["last"])
-        diffs = DataIdentity.from_dict(ckpt["settings"].get("data_identity")).differences(
-            DataIdentity.from_dict(settings["data_identity"]))
-        if diffs:
-            raise CheckpointError(
-                f"{files['last']} was trained on other data than {processed} ({'; '.join(diffs)}). "
-                "Resume with the processed folder in its config.json, or start afresh with "
-                "--overwrite (or another --run-name).")
-    mean, std = settings["data_mean"], settings["data_std"]
-    _print(info, f"[train] run {config.run_name!r}: sampler={config.sampler}, "
-                 f"{len(train_split)} train ({n_pos} positive) / {len(val_split)} val images "
-                 f"of {size}x{size} from {processed} (source: {settings['data_kind']}), "
-                 f"device {device}, world size {info.world}")
+                                 f"{limit}) hold one class only; raise --limit.")
+    return TrainData(processed=processed, stats=stats, manifest=manifest, train=train_split,
+                     val=val_split)
 
-    deterministic = device.type == "cpu"
-    with _backend_settings(device, deterministic):
-        seed_everything(settings["seed"])
-        raw_model = build_model(pretrained=settings["pretrained"] and ckpt is None)
-        raw_model.to(device)
-        if settings["channels_last"]:
-            raw_model.to(memory_format=torch.channels_last)
 
-        batches = make_batches(train_split.images, train_split.labels, batch_size,
-                               config.sampler, settings["seed"], device, info, config.workers)
-        steps_per_epoch = len(batches)
-        if steps_per_epoch < 1:
-            raise ConfigError(f"{len(train_split)} training images make no full batch of "
-                              f"{batch_size} per process; lower --batch-size.")
-        total_steps = steps_per_epoch * settings["epochs"]
-        optimizer = make_optimizer(raw_model, settings["lr"], settings["weight_decay"], device)
-        scheduler = make_scheduler(optimizer, settings["schedule"], settings["lr"], total_steps)
-        pw = settings["pos_weight"]
-        loss_fn = nn.BCEWithLogitsLoss(
-            pos_weight=None if pw is None else torch.tensor(float(pw), device=device))
-        eval_loss_fn = nn.BCEWithLogitsLoss(
-            pos_weight=None if pw is None else torch.tensor(float(pw)))
+def check_checkpoint_fits(ckpt: dict[str, Any], previous: TrainSettings | None,
+                          settings: TrainSettings, path: Path, processed: Path) -> None:
+    """A resume continues only with the trajectory's settings and the same data.
 
-        start_epoch, best_auc, best_epoch = 1, -math.inf, 0
-        history: list[dict[str, Any]] = []
-        if ckpt is not None:
-            load_state_dict_checked(raw_model, ckpt["model"], str(files["last"]))
-            try:
-                optimizer.load_state_dict(ckpt["optimizer"])
-                scheduler.load_state_dict(ckpt["scheduler"])
-            except (ValueError, KeyError, RuntimeError) as exc:
-                raise CheckpointError(f"{files['last']}: optimizer/scheduler state does not fit "
-                                      f"({exc}). Start afresh with --overwrite.") from exc
-            start_epoch = int(ckpt["epoch"]) + 1
-            best_auc, best_epoch = float(ckpt["best_auc"]), int(ckpt["best_epoch"])
-            history = [dict(r) for r in ckpt["history"]]
-            set_rng_state(ckpt["rng"])
-            if info.is_main:
-                write_history_csv(files["csv"], history)
-            _print(info, f"[train] resumed from {files['last']} after epoch {ckpt['epoch']}")
+    Raises:
+        CheckpointError: naming every differing setting, or how the data differs.
+    """
+    check_resume_settings(ckpt["settings"], settings.to_json(), path)
+    diffs = previous.data_identity.differences(settings.data_identity) if previous else []
+    if diffs:
+        raise CheckpointError(
+            f"{path} was trained on other data than {processed} ({'; '.join(diffs)}). "
+            "Resume with the processed folder in its config.json, or start afresh with "
+            "--overwrite (or another --run-name).")
 
-        model: nn.Module = raw_model
-        if info.world > 1:
-            model = nn.parallel.DistributedDataParallel(
-                raw_model, device_ids=[device.index] if device.type == "cuda" else None)
-        if config.compile:
-            model = torch.compile(model)
-        ctx = StepContext(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
-                          mean=mean, std=std, device=device,
-                          channels_last=settings["channels_last"],
-                          amp_dtype=torch.bfloat16 if device.type == "cuda" else None)
 
-        if info.is_main:
-            _write_config(files, config, settings, stats, ckpt)
+def build_model_and_optimizer(settings: TrainSettings, data: TrainData, device: torch.device,
+                              info: DistInfo, workers: int | None, pretrained: bool
+                              ) -> tuple[nn.Module, DeviceBatches | LoaderBatches,
+                                         torch.optim.Optimizer,
+                                         torch.optim.lr_scheduler.LRScheduler]:
+    """The model on ``device``, the training batch source, AdamW and its per-step schedule.
 
-        # Validation shards: rank r scores images r, r+world, ... (disjoint, no padding).
-        val_index = torch.arange(info.rank, len(val_split), info.world)
-        val_images = torch.as_tensor(val_split.images)[val_index]
-        if device.type == "cuda":
-            val_images = val_images.to(device)
+    Called right after :func:`seed_everything`: the model's initialisation draws from the
+    seeded global RNG, in this order.
 
-        for epoch in range(start_epoch, settings["epochs"] + 1):
-            epoch_start = time.perf_counter()
-            aug_gen = make_generator(epoch_seed(settings["seed"], epoch, 1, info.rank), device)
-            bar = _make_progress(info, config.progress, steps_per_epoch,
-                                 f"{config.run_name} epoch {epoch}/{settings['epochs']}")
-            stats_e = train_one_epoch(ctx, batches.epoch(epoch), aug_gen, progress=bar)
-            if bar is not None:
-                bar.close()
-            check_finite_loss(stats_e.loss_sum, epoch, settings["lr"])
-            loss_sum, n_seen = stats_e.loss_sum, stats_e.n_images
-            if info.world > 1:
-                t = torch.tensor([loss_sum, float(n_seen)], dtype=torch.float64, device=device)
-                dist.all_reduce(t)
-                loss_sum, n_seen = float(t[0]), int(t[1])
-                for buf in raw_model.buffers():  # rank 0's BatchNorm statistics everywhere
-                    dist.broadcast(buf, 0)
-            logits = predict_logits(raw_model, val_images, mean, std, device,
-                                    batch_size=_eval_batch(device),
-                                    channels_last=settings["channels_last"],
-                                    amp_dtype=ctx.amp_dtype)
-            _, logits = gather_predictions(val_index.to(device), logits, info)
-            check_finite_logits(logits, epoch, settings["lr"])
-            row: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / max(n_seen, 1)}
-            row.update(validation_row(val_split.labels, logits.cpu().numpy(), eval_loss_fn))
-            row["lr"] = stats_e.lr_mean
-            row["epoch_seconds"] = time.perf_counter() - epoch_start
-            row["images_per_second"] = n_seen / max(stats_e.seconds, 1e-9)
-            history.append(row)
-            improved = row["val_auc"] > best_auc
-            if improved:
-                best_auc, best_epoch = row["val_auc"], epoch
-            if info.is_main:
-                # Row first, then checkpoints: a crash in between leaves a row that resume
-                # drops (the CSV is rewritten from last.pth's history).
-                write_history_csv(files["csv"], history)
-                if improved:
-                    save_checkpoint(raw_model.state_dict(), files["best"])
-                save_checkpoint({
-                    "format": CHECKPOINT_FORMAT, "model": raw_model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "epoch": epoch, "best_auc": best_auc, "best_epoch": best_epoch,
-                    "history": history, "rng": rng_state(), "settings": settings,
-                    "config": to_jsonable(dataclasses.asdict(config)),
-                }, files["last"])
-            _print(info, f"[train] epoch {epoch}/{settings['epochs']}  "
-                         f"train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
-                         f"val_auc {row['val_auc']:.4f}  val_ap {row['val_ap']:.4f}  "
-                         f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s "
-                         f"({row['images_per_second']:.0f} img/s)" + ("  *best*" if improved else ""))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
+    Raises:
+        ConfigError: the training images make no full batch per process.
+    """
+    raw_model = build_model(pretrained=pretrained)
+    raw_model.to(device)
+    if settings.channels_last:
+        raw_model.to(memory_format=torch.channels_last)
 
-        _barrier(info)
-        result = TrainResult(run=config.run_name, settings=settings, history=history,
-                             best_epoch=best_epoch, best_val_auc=best_auc,
-                             weights_dir=files["weights_dir"], metrics_csv=files["csv"])
-        if info.is_main:
-            _final_evaluation(result, raw_model, files, processed, manifest, val_split, stats,
-                              settings, device, ctx.amp_dtype)
-        _barrier(info)
+    batch_size = settings.effective_batch_size
+    batches = make_batches(data.train.images, data.train.labels, batch_size,
+                           settings.sampler, settings.seed, device, info, workers)
+    if len(batches) < 1:
+        raise ConfigError(f"{len(data.train)} training images make no full batch of "
+                          f"{batch_size} per process; lower --batch-size.")
+
+    total_steps = len(batches) * settings.epochs
+    optimizer = make_optimizer(raw_model, settings.lr, settings.weight_decay, device)
+    scheduler = make_scheduler(optimizer, settings.schedule, settings.lr, total_steps)
+    return raw_model, batches, optimizer, scheduler
+
+
+def make_loss_functions(pos_weight: float | None, device: torch.device
+                        ) -> tuple[nn.Module, nn.Module]:
+    """BCE-with-logits for training (on ``device``) and for the validation loss (on the CPU,
+    where the gathered logits are), both with the run's positive-class weight."""
+    loss_fn = nn.BCEWithLogitsLoss(
+        pos_weight=None if pos_weight is None else torch.tensor(float(pos_weight), device=device))
+    eval_loss_fn = nn.BCEWithLogitsLoss(
+        pos_weight=None if pos_weight is None else torch.tensor(float(pos_weight)))
+    return loss_fn, eval_loss_fn
+
+
+def restore_from_checkpoint(ckpt: dict[str, Any], raw_model: nn.Module,
+                            optimizer: torch.optim.Optimizer,
+                            scheduler: torch.optim.lr_scheduler.LRScheduler,
+                            files: dict[str, Path], info: DistInfo) -> Progress:
+    """Load the model, optimiser, scheduler and RNG states of ``last.pth``, and rewrite the
+    metrics CSV from its history (dropping rows of epochs it never saw).
+
+    Raises:
+        CheckpointError: a state that does not fit this model or optimiser.
+    """
+    load_state_dict_checked(raw_model, ckpt["model"], str(files["last"]))
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"{files['last']}: optimizer/scheduler state does not fit "
+                              f"({exc}). Start afresh with --overwrite.") from exc
+    progress = Progress(next_epoch=int(ckpt["epoch"]) + 1, best_auc=float(ckpt["best_auc"]),
+                        best_epoch=int(ckpt["best_epoch"]),
+                        history=[dict(r) for r in ckpt["history"]])
+    set_rng_state(ckpt["rng"])
+    if info.is_main:
+        write_history_csv(files["csv"], progress.history)
+    _print(info, f"[train] resumed from {files['last']} after epoch {ckpt['epoch']}")
+    return progress
+
+
+def wrap_model(raw_model: nn.Module, settings: TrainSettings, device: torch.device,
+               info: DistInfo) -> nn.Module:
+    """DistributedDataParallel under torchrun, then ``torch.compile`` when asked; the raw model
+    stays the one that is saved, validated and evaluated."""
+    model: nn.Module = raw_model
+    if info.world > 1:
+        model = nn.parallel.DistributedDataParallel(
+            raw_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if settings.compile:
+        model = torch.compile(model)
+    return model
+
+
+def validation_shard(val: SplitArrays, device: torch.device, info: DistInfo
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's validation images: rank r scores images r, r+world, ... (disjoint, no
+    padding). Returns ``(index, images)``: int64 (M,) and uint8 (M, H, W), on the GPU when
+    training there."""
+    val_index = torch.arange(info.rank, len(val), info.world)
+    val_images = torch.as_tensor(val.images)[val_index]
+    if device.type == "cuda":
+        val_images = val_images.to(device)
+    return val_index, val_images
+
+
+def run_epoch(ctx: StepContext, raw_model: nn.Module, batches: DeviceBatches | LoaderBatches,
+              epoch: int, settings: TrainSettings, info: DistInfo, show_progress: bool
+              ) -> tuple[float, int, EpochStats]:
+    """One epoch of optimisation, with its augmentation drawn from ``(seed, epoch, rank)``.
+
+    Returns:
+        ``(loss_sum, n_seen, stats)``: the summed training loss and the images seen over all
+        ranks, and this rank's :class:`EpochStats`.
+
+    Raises:
+        TrainingDivergedError: the loss became NaN or infinite.
+    """
+    aug_gen = make_generator(epoch_seed(settings.seed, epoch, 1, info.rank), ctx.device)
+    bar = _make_progress(info, show_progress, len(batches),
+                         f"{settings.run_name} epoch {epoch}/{settings.epochs}")
+    stats = train_one_epoch(ctx, batches.epoch(epoch), aug_gen, progress=bar)
+    if bar is not None:
+        bar.close()
+    check_finite_loss(stats.loss_sum, epoch, settings.lr)
+
+    # Under DDP: the loss over every rank, and rank 0's BatchNorm statistics everywhere (the
+    # buffers are not averaged by DDP, and rank 0's are the ones saved).
+    loss_sum, n_seen = stats.loss_sum, stats.n_images
+    if info.world > 1:
+        t = torch.tensor([loss_sum, float(n_seen)], dtype=torch.float64, device=ctx.device)
+        dist.all_reduce(t)
+        loss_sum, n_seen = float(t[0]), int(t[1])
+        for buf in raw_model.buffers():
+            dist.broadcast(buf, 0)
+    return loss_sum, n_seen, stats
+
+
+def validate(raw_model: nn.Module, val_images: torch.Tensor, val_index: torch.Tensor, epoch: int,
+             settings: TrainSettings, device: torch.device, info: DistInfo,
+             amp_dtype: torch.dtype | None) -> torch.Tensor:
+    """Validation logits of the whole split, float32 (N,) in split order on every rank (each
+    rank scores its shard, then they are gathered).
+
+    Raises:
+        TrainingDivergedError: a logit is NaN or infinite.
+    """
+    logits = predict_logits(raw_model, val_images, settings.data_mean, settings.data_std, device,
+                            batch_size=_eval_batch(device), channels_last=settings.channels_last,
+                            amp_dtype=amp_dtype)
+    _, logits = gather_predictions(val_index.to(device), logits, info)
+    check_finite_logits(logits, epoch, settings.lr)
+    return logits
+
+
+def end_of_epoch(row: dict[str, Any], progress: Progress, raw_model: nn.Module,
+                 optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, settings: TrainSettings,
+                 config: TrainConfig, files: dict[str, Path], info: DistInfo) -> None:
+    """Record the epoch's metrics ``row``: in ``progress``, then (rank 0) in the CSV, in
+    ``best.pth`` when the validation ROC AUC improved and in ``last.pth``; print it."""
+    epoch = row["epoch"]
+    progress.history.append(row)
+    progress.next_epoch = epoch + 1
+    improved = row["val_auc"] > progress.best_auc
+    if improved:
+        progress.best_auc, progress.best_epoch = row["val_auc"], epoch
+    if info.is_main:
+        # Row first, then checkpoints: a crash in between leaves a row that resume drops
+        # (the CSV is rewritten from last.pth's history).
+        write_history_csv(files["csv"], progress.history)
+        if improved:
+            save_checkpoint(raw_model.state_dict(), files["best"])
+        save_checkpoint(resume_checkpoint(
+            raw_model, optimizer, scheduler, epoch=epoch, best_auc=progress.best_auc,
+            best_epoch=progress.best_epoch, history=progress.history,
+            settings=settings.to_json(), config=to_jsonable(dataclasses.asdict(config)),
+        ), files["last"])
+    _print(info, f"[train] epoch {epoch}/{settings.epochs}  "
+                 f"train_loss {row['train_loss']:.4f}  val_loss {row['val_loss']:.4f}  "
+                 f"val_auc {row['val_auc']:.4f}  val_ap {row['val_ap']:.4f}  "
+                 f"lr {row['lr']:.2e}  {row['epoch_seconds']:.1f} s "
+                 f"({row['images_per_second']:.0f} img/s)" + ("  *best*" if improved else ""))
+
+
+def finish(config: TrainConfig, settings: TrainSettings, progress: Progress,
+           raw_model: nn.Module, data: TrainData, files: dict[str, Path], device: torch.device,
+           info: DistInfo, amp_dtype: torch.dtype | None) -> TrainResult:
+    """Once every rank is done: the result, and on rank 0 the best epoch's predictions and
+    evaluation (:func:`_final_evaluation`)."""
+    _barrier(info)
+    result = TrainResult(run=config.run_name, settings=settings.to_json(),
+                         history=progress.history, best_epoch=progress.best_epoch,
+                         best_val_auc=progress.best_auc, weights_dir=files["weights_dir"],
+                         metrics_csv=files["csv"])
+    if info.is_main:
+        _final_evaluation(result, raw_model, files, data, settings, device, amp_dtype)
+    _barrier(info)
     return result
 
 
-def _write_config(files: dict[str, Path], config: TrainConfig, settings: dict[str, Any],
+def _write_config(files: dict[str, Path], config: TrainConfig, settings: TrainSettings,
                   stats: dict[str, Any], ckpt: dict[str, Any] | None) -> None:
     """weights/<run>/config.json: arguments, resolved settings, data, model, provenance.
     A resumed run keeps the original arguments and records each resume.
@@ -862,9 +1210,9 @@ def _write_config(files: dict[str, Path], config: TrainConfig, settings: dict[st
     doc: dict[str, Any] = {
         "run": config.run_name,
         "arguments": dataclasses.asdict(config),
-        "settings": settings,
-        RUN_DATA_DIR_KEY: record_path(settings["data_dir"]),
-        RUN_DATA_IDENTITY_KEY: settings["data_identity"],
+        "settings": settings.to_json(),
+        RUN_DATA_DIR_KEY: record_path(settings.data_dir),
+        RUN_DATA_IDENTITY_KEY: settings.data_identity.to_dict(),
         "data_source": stats.get("source"),
         "stats": {"mean": stats["mean"], "std": stats["std"], "size": stats.get("size"),
                   "counts": stats.get("counts")},
@@ -875,8 +1223,7 @@ def _write_config(files: dict[str, Path], config: TrainConfig, settings: dict[st
         "resumes": [],
     }
     if ckpt is not None and files["config"].is_file():
-        import json
-
+        # A resume keeps the first run's arguments and provenance, and adds its own.
         try:
             old = json.loads(files["config"].read_text())
             doc["provenance"] = old.get("provenance", doc["provenance"])
@@ -890,20 +1237,19 @@ def _write_config(files: dict[str, Path], config: TrainConfig, settings: dict[st
 
 
 def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str, Path],
-                      processed: Path, manifest: pd.DataFrame, val_split: Any,
-                      stats: dict[str, Any], settings: dict[str, Any], device: torch.device,
+                      data: TrainData, settings: TrainSettings, device: torch.device,
                       amp_dtype: torch.dtype | None) -> None:
     """Best weights -> val/test probabilities -> predictions CSVs -> evaluate_run."""
     from .checkpoint import load_model_state
     from .evaluation import evaluate_run
 
     load_state_dict_checked(raw_model, load_model_state(files["best"], device), str(files["best"]))
-    test_split = load_split(processed, "test", manifest=manifest)
+    test_split = load_split(data.processed, "test", manifest=data.manifest)
     frames = {}
-    for name, split in (("val", val_split), ("test", test_split)):
-        logits = predict_logits(raw_model, torch.as_tensor(split.images), settings["data_mean"],
-                                settings["data_std"], device, batch_size=_eval_batch(device),
-                                channels_last=settings["channels_last"], amp_dtype=amp_dtype)
+    for name, split in (("val", data.val), ("test", test_split)):
+        logits = predict_logits(raw_model, torch.as_tensor(split.images), settings.data_mean,
+                                settings.data_std, device, batch_size=_eval_batch(device),
+                                channels_last=settings.channels_last, amp_dtype=amp_dtype)
         prob = torch.sigmoid(logits).double().cpu().numpy()
         frames[name] = _prediction_frame(split.manifest, prob)
         write_frame_csv(files[f"pred_{name}"], frames[name], index=False)
@@ -911,40 +1257,15 @@ def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str
     print(f"[train] best epoch {result.best_epoch} (val ROC AUC {result.best_val_auc:.4f}); "
           f"evaluating on val + test ({len(test_split)} images)", flush=True)
     result.evaluation = evaluate_run(
-        result.run, frames["val"], frames["test"], data_source=stats.get("source") or {},
-        history_csv=files["csv"], seed=settings["seed"], n_boot=settings["n_boot"],
-        data_identity=settings["data_identity"])
+        result.run, frames["val"], frames["test"], data_source=data.stats.get("source") or {},
+        history_csv=files["csv"], seed=settings.seed, n_boot=settings.n_boot,
+        data_identity=settings.data_identity)
     test_auc = (result.evaluation.get("roc_auc") or {}).get("value")
     if isinstance(test_auc, float):
         ci = result.evaluation["roc_auc"].get("ci95") or [None, None]
         ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if None not in ci else ""
         print(f"[train] test ROC AUC {test_auc:.4f}{ci_text}; details in {files['eval']}",
               flush=True)
-
-
-def evaluation_summary(evaluation: dict[str, Any]) -> pd.DataFrame:
-    """The headline test numbers of an ``evaluate_run`` dict as a table (value, 95% CI), with
-    the view-position-only baseline beside them: rows are metrics, columns value/ci_low/ci_high."""
-    def row(summary: Any) -> dict[str, float]:
-        if not isinstance(summary, dict):
-            return {"value": summary, "ci_low": None, "ci_high": None}
-        lo, hi = (summary.get("ci95") or [None, None])[:2]
-        return {"value": summary.get("value"), "ci_low": lo, "ci_high": hi}
-
-    op = evaluation.get("at_operating_threshold") or {}
-    rows = {
-        "test ROC AUC": row(evaluation.get("roc_auc")),
-        "test average precision": row(evaluation.get("average_precision")),
-        "operating threshold (Youden J on val)": row(evaluation.get("operating_threshold")),
-        "sensitivity at threshold": row(op.get("sensitivity")),
-        "specificity at threshold": row(op.get("specificity")),
-        "precision at threshold": row(op.get("precision")),
-        "F1 at threshold": row(op.get("f1")),
-        "expected calibration error": row(evaluation.get("ece")),
-        "baseline: view position alone, ROC AUC": row(
-            ((evaluation.get("baselines") or {}).get("view_position") or {}).get("roc_auc")),
-    }
-    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 # --------------------------------------------------------------------------- CLI
