@@ -345,7 +345,7 @@ def describe_comparison(table: pd.DataFrame) -> str:
     rows = table.set_index("run")
     ref = str(rows["reference_run"].iloc[0])
     lines = []
-    if str(rows["data_source_kind"].iloc[0]) == "demo":
+    if DataSource.from_json({"kind": rows["data_source_kind"].iloc[0]}).is_demo:
         lines.append("SYNTHETIC DEMO DATA: these differences describe the generator, not pneumonia.")
     for run, row in rows.iterrows():
         if run == ref:

@@ -390,10 +390,8 @@ def evaluation_summary(evaluation: dict[str, Any]) -> pd.DataFrame:
     """The headline test numbers of an ``evaluate_run`` dict as a table (value, 95% CI), with
     the view-position-only baseline beside them: rows are metrics, columns value/ci_low/ci_high."""
     def row(summary: Any) -> dict[str, float]:
-        if not isinstance(summary, dict):
-            return {"value": summary, "ci_low": None, "ci_high": None}
-        lo, hi = (summary.get("ci95") or [None, None])[:2]
-        return {"value": summary.get("value"), "ci_low": lo, "ci_high": hi}
+        est = M.Estimate.from_json(summary)
+        return {"value": est.value, "ci_low": est.low, "ci_high": est.high}
 
     op = evaluation.get("at_operating_threshold") or {}
     rows = {

@@ -45,7 +45,15 @@ from .errors import ConfigError, ProcessedDataError, RunOutputsError
 from .localization import localization_report
 from .metrics import safe_roc_auc, threshold_metrics
 from .predict import LoadedRun, load_run, normalize_images, warn
-from .processed import SPLITS, SplitArrays, check_run_data, load_split, read_manifest, read_stats
+from .processed import (
+    SPLITS,
+    DataSource,
+    SplitArrays,
+    check_run_data,
+    load_split,
+    read_manifest,
+    read_stats,
+)
 from .provenance import provenance, to_jsonable, write_json_atomic
 from .sanity import randomization_sanity_check
 from .selection import CELL_NAMES, GRID_CELLS, confusion_cells, select_examples
@@ -163,7 +171,7 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
     stats = read_stats(data_dir)
     source = stats.get("source") if isinstance(stats.get("source"), dict) else run.data_source
     identity = check_run_data(run.config, data_dir, run.weights)
-    demo = source.get("kind") == "demo" or run.demo
+    demo = DataSource.from_json(source).is_demo or run.demo
     manifest = read_manifest(data_dir)
     out = output_paths(run.name, config.limit)
     train_boxes = _training_boxes(manifest, data_dir)

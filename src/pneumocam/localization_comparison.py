@@ -27,8 +27,9 @@ from .atomic import atomic_write, write_frame_csv
 from .errors import ConfigError, DataSourceError, RunOutputsError
 from .interpret import output_paths
 from .localization import BASELINE_LABELS, METRIC_LABELS, METRICS
+from .metrics import Estimate
 from .predict import load_run
-from .processed import check_run_data, load_arrays, read_manifest
+from .processed import DataSource, check_run_data, load_arrays, read_manifest
 from .split_maps import compute_split_maps, manifest_boxes, resolve_data_folder
 
 
@@ -44,18 +45,6 @@ def load_reports(runs: Sequence[str]) -> dict[str, dict[str, Any]]:
     return reports
 
 
-def _metric(entry: Mapping[str, Any] | None) -> tuple[float, float, float]:
-    """(value, lo, hi) of a ``{"value", "ci95"}`` entry; nan where missing."""
-    if not isinstance(entry, Mapping):
-        return math.nan, math.nan, math.nan
-    ci = entry.get("ci95") or [math.nan, math.nan]
-
-    def num(v: Any) -> float:
-        return float(v) if isinstance(v, (int, float)) and v is not None else math.nan
-
-    return num(entry.get("value")), num(ci[0]), num(ci[1])
-
-
 def comparison_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per run, then one per baseline (from the first run: baselines see no image).
 
@@ -67,7 +56,8 @@ def comparison_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, 
     for run, rep in reports.items():
         row: dict[str, Any] = {"name": run, "baseline": False}
         for m in METRICS:
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _metric(rep.get(m))
+            est = Estimate.from_json(rep.get(m))
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = est.value, est.low, est.high
         sanity = rep.get("sanity_check") or {}
         row.update(rsna_metric=(rep.get("detection") or {}).get("rsna_metric", math.nan),
                    roc_auc=(rep.get("classification") or {}).get("roc_auc", math.nan),
@@ -83,7 +73,8 @@ def comparison_rows(reports: Mapping[str, Mapping[str, Any]]) -> list[dict[str, 
             continue
         row = {"name": f"baseline: {label}", "baseline": True}
         for m in METRICS:
-            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = _metric(base.get(m))
+            est = Estimate.from_json(base.get(m))
+            row[m], row[f"{m}_lo"], row[f"{m}_hi"] = est.value, est.low, est.high
         rows.append(row)
     return rows
 
@@ -93,23 +84,23 @@ def comparison_table(reports: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(comparison_rows(reports))
 
 
-def _relation(a: tuple[float, float, float], b: tuple[float, float, float]) -> str:
+def _relation(a: Estimate, b: Estimate) -> str:
     """``above`` / ``below`` when a's 95% CI lies wholly above / below b's, else ``overlap``."""
-    if any(math.isnan(v) for v in (*a, *b)):
+    if any(math.isnan(v) for v in (a.value, a.low, a.high, b.value, b.low, b.high)):
         return "undefined"
-    if a[1] > b[2]:
+    if a.low > b.high:
         return "above"
-    if a[2] < b[1]:
+    if a.high < b.low:
         return "below"
     return "overlap"
 
 
-def _fmt_ci(v: tuple[float, float, float]) -> str:
-    return f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"
+def _fmt_ci(v: Estimate) -> str:
+    return f"{v.value:.3f} [{v.low:.3f}, {v.high:.3f}]"
 
 
 def _is_demo(rep: Mapping[str, Any]) -> bool:
-    return bool(rep.get("synthetic_demo")) or (rep.get("data_source") or {}).get("kind") == "demo"
+    return bool(rep.get("synthetic_demo")) or DataSource.from_json(rep.get("data_source")).is_demo
 
 
 def summarize_comparison(reports: Mapping[str, Mapping[str, Any]]) -> str:
@@ -136,27 +127,27 @@ def summarize_comparison(reports: Mapping[str, Mapping[str, Any]]) -> str:
         det = float(det) if det is not None else math.nan
         lines.append(
             f"{run} ({rep.get('method')}, {rep.get('split')} split, {rep.get('n_images')} positive "
-            f"images): " + "; ".join(f"{METRIC_LABELS[m]} {_fmt_ci(_metric(rep.get(m)))}"
+            f"images): " + "; ".join(f"{METRIC_LABELS[m]} {_fmt_ci(Estimate.from_json(rep.get(m)))}"
                                      for m in METRICS)
             + f"; RSNA metric of the CAM-derived boxes {det:.4f}.")
     runs = list(reports)
     if len(runs) >= 2:
         for m in METRICS:
-            values = {r: _metric(reports[r].get(m)) for r in runs}
-            best = max(runs, key=lambda r: -math.inf if math.isnan(values[r][0]) else values[r][0])
+            values = {r: Estimate.from_json(reports[r].get(m)) for r in runs}
+            best = max(runs, key=lambda r: -math.inf if math.isnan(values[r].value) else values[r].value)
             for other in runs:
                 if other == best:
                     continue
-                if values[best][0] == values[other][0]:
+                if values[best].value == values[other].value:
                     lines.append(f"On the {METRIC_LABELS[m]}, {best} and {other} tie "
-                                 f"({values[best][0]:.3f}).")
+                                 f"({values[best].value:.3f}).")
                     continue
                 rel = _relation(values[best], values[other])
                 verdict = ("with non-overlapping 95% CIs: a clear difference" if rel == "above"
                            else "but the 95% CIs overlap, so the difference is not established"
                            if rel == "overlap" else "(intervals undefined)")
                 lines.append(f"On the {METRIC_LABELS[m]}, {best} localises better than {other} "
-                             f"({values[best][0]:.3f} vs {values[other][0]:.3f}) {verdict}.")
+                             f"({values[best].value:.3f} vs {values[other].value:.3f}) {verdict}.")
     for run, rep in reports.items():
         beats, ties, loses = [], [], []
         for key, label in BASELINE_LABELS.items():
@@ -165,7 +156,7 @@ def summarize_comparison(reports: Mapping[str, Mapping[str, Any]]) -> str:
                 continue
             # A single point has no extent: its IoU is ~0 by construction, not a fair rival.
             for m in METRICS if key != "fixed_point" else METRICS[:2]:
-                rel = _relation(_metric(rep.get(m)), _metric(base.get(m)))
+                rel = _relation(Estimate.from_json(rep.get(m)), Estimate.from_json(base.get(m)))
                 item = f"{label} ({METRIC_LABELS[m]})"
                 (beats if rel == "above" else loses if rel == "below" else ties).append(item)
         parts = []

@@ -39,7 +39,7 @@ from .data import prepare_batch
 from .distributed import resolve_device
 from .errors import ConfigError, DicomReadError, PneumocamError, ProcessedDataError
 from .model import build_model, load_state_dict_checked
-from .processed import check_run_data, read_stats, run_data_dir
+from .processed import DataSource, check_run_data, read_stats, run_data_dir
 from .provenance import provenance, write_json_atomic
 
 DEFAULT_THRESHOLD = 0.5
@@ -94,7 +94,7 @@ class LoadedRun:
     @property
     def demo(self) -> bool:
         """True when the run was trained on the synthetic demo dataset."""
-        return self.data_source.get("kind") == "demo"
+        return DataSource.from_json(self.data_source).is_demo
 
 
 def run_name(weights: str | Path) -> str:
@@ -182,7 +182,7 @@ def resolve_normalisation(config: dict[str, Any], data_dir: Path | None
         or _number(folder_stats.get("size")) or 224
     source = config.get("data_source") or run_stats.get("source") or folder_stats.get("source")
     if not isinstance(source, dict):
-        source = {"kind": "unknown", "path": None}
+        source = DataSource().to_json()  # kind "unknown"
     return mean, std, int(size), source, Path(folder) if folder_stats else None
 
 

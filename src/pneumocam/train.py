@@ -90,6 +90,7 @@ from .processed import (
     RUN_DATA_IDENTITY_KEY,
     SPLITS,
     DataIdentity,
+    DataSource,
     SplitArrays,
     data_identity,
     load_split,
@@ -466,7 +467,8 @@ def resolve_requested(config: TrainConfig, stats: dict[str, Any], device: torch.
     Raises:
         ConfigError: a value taken from the checkpoint that is out of range.
     """
-    kind = (stats.get("source") or {}).get("kind", "other")
+    source = DataSource.from_json(stats.get("source"))
+    kind = source.kind if source.known else "other"
     notes: list[str] = []
 
     def pick(name: str, default: Any, why: str) -> Any:
@@ -480,14 +482,14 @@ def resolve_requested(config: TrainConfig, stats: dict[str, Any], device: torch.
         return default
 
     # Short on the demo, full length on real data; the batch is small where the data is.
-    if kind == "demo":
+    if source.is_demo:
         epochs_default, why = DEMO_EPOCHS, ("stats.json source kind is 'demo': a short schedule "
                                             "so the whole demo runs in minutes on a CPU")
     else:
         epochs_default, why = FULL_EPOCHS, f"stats.json source kind is {kind!r}: full-length training"
     on_gpu = device.type == "cuda"
-    batch_default = CPU_BATCH if kind == "demo" or not on_gpu else GPU_BATCH
-    batch_why = ("small demo dataset: enough steps per epoch" if kind == "demo"
+    batch_default = CPU_BATCH if source.is_demo or not on_gpu else GPU_BATCH
+    batch_why = ("small demo dataset: enough steps per epoch" if source.is_demo
                  else f"default per-process batch on {device.type}")
     requested = RequestedSettings(
         run_name=config.run_name,
