@@ -109,6 +109,27 @@ def test_cam_identity_mean_plus_bias_is_logit(small_model):
                                rtol=0, atol=1e-4)
 
 
+def test_low_resolution_maps_are_what_raw_is_upsampled_from(small_model):
+    """CamResult.low: the signed maps at feature resolution, for every method and on both the
+    host and the keep-on-device path; the pointing game takes its peak there."""
+    x = images(5, 64, seed=5)
+    res = compute_cams(small_model, x, batch_size=2)
+    assert res.low.shape == (5, 2, 2) and res.low.dtype == torch.float32
+    assert res.low.device.type == "cpu"
+    torch.testing.assert_close(upsample_maps(res.low, (64, 64)), res.raw, rtol=0, atol=0)
+    torch.testing.assert_close(res.low.mean(dim=(1, 2)) + small_model.fc.bias.detach(), res.logits,
+                               rtol=0, atol=1e-5)
+    _, by_hand = class_activation_map(small_model, x)
+    torch.testing.assert_close(res.low, by_hand, rtol=1e-5, atol=1e-5)
+    on_device = compute_cams(small_model, x, batch_size=3, keep_on_device=True)
+    torch.testing.assert_close(on_device.low, res.low)
+    grad = compute_cams(small_model, x[:2], "gradcam", batch_size=1)
+    assert grad.low.shape == (2, 2, 2)
+    torch.testing.assert_close(upsample_maps(grad.low, (64, 64)), grad.raw, rtol=0, atol=0)
+    empty = compute_cams(small_model, x[:0])
+    assert empty.low.shape[0] == 0 and empty.raw.shape == (0, 64, 64)
+
+
 def test_batching_does_not_change_maps(small_model):
     x = images(7, 64, seed=2)
     a = compute_cams(small_model, x, batch_size=3)

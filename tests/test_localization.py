@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from pneumocam.cam import upsample_maps
 from pneumocam.localization import (
     bootstrap_mean_ci,
     boxes_to_mask,
@@ -13,6 +15,9 @@ from pneumocam.localization import (
     localization_report,
     mass_in_boxes,
     mean_box_prior,
+    peak_pixel,
+    peak_yx,
+    point_in_boxes,
     pointing_game,
     thresholded_iou,
     uniform_random_maps,
@@ -36,10 +41,11 @@ def test_pointing_game_inside_outside_and_ties():
     maps = np.zeros((3, 8, 8))
     maps[0, 3, 2] = 1.0  # inside [1, 2, 3, 2]
     maps[1, 6, 6] = 1.0  # outside
-    maps[2] = 0.5  # all tied: the first pixel (0, 0) counts, outside
+    maps[2] = 0.5  # all tied: the plateau is the whole map, its centre (4, 4) counts
     boxes = [[[1, 2, 3, 2]], [[1, 2, 3, 2]], [[1, 2, 3, 2]]]
     assert pointing_game(maps, boxes).tolist() == [True, False, False]
-    assert pointing_game(maps[2:], [[[0, 0, 1, 1]]]).tolist() == [True]
+    assert pointing_game(maps[2:], [[[0, 0, 1, 1]]]).tolist() == [False]  # not the first pixel
+    assert pointing_game(maps[2:], [[[4, 4, 1, 1]]]).tolist() == [True]
     # the second of two boxes also counts
     assert pointing_game(maps[1:2], [[[0, 0, 1, 1], [6, 6, 1, 1]]]).tolist() == [True]
 
@@ -82,15 +88,17 @@ def test_choose_iou_threshold_picks_best_mean():
 
 def test_fixed_point_and_mean_box_prior_values():
     train = [[[0, 0, 2, 2]], [[1, 1, 2, 2]], [[1, 0, 1, 1], [3, 3, 1, 1]], []]
-    # pixel (x=1, y=1) is inside the boxes of images 0 and 1; (1, 0) of 0 and 2; first in
-    # row-major order among the best is (x=1, y=0)
-    assert fixed_point_baseline(train, 4) == (1, 0)
+    # pixel (x=1, y=1) is inside the boxes of images 0 and 1; (1, 0) of 0 and 2: the plateau
+    # of two pixels x=1, y in [0, 2) has its centre (y=1, x=1.5) in the pixel (x=1, y=1)
+    assert fixed_point_baseline(train, 4) == (1, 1)
     prior = mean_box_prior(train, 4)  # empty box lists (negatives) are ignored
     assert prior.shape == (4, 4)
     assert prior[0, 1] == pytest.approx(2 / 3) and prior[1, 1] == pytest.approx(2 / 3)
     assert prior[3, 3] == pytest.approx(1 / 3) and prior[0, 3] == 0.0
-    # a pixel covered by two boxes of the same image counts that image once
-    assert fixed_point_baseline([[[0, 0, 2, 2], [0, 0, 1, 1]], [[3, 3, 1, 1]]], 4) == (0, 0)
+    # a pixel covered by two boxes of the same image counts that image once; the 2x2 plateau
+    # (the first box, all tied at one image) points at its centre, not at its first pixel
+    assert fixed_point_baseline([[[0, 0, 2, 2], [0, 0, 1, 1]], [[3, 3, 1, 1]]], 4) == (1, 1)
+    assert fixed_point_baseline([[[2, 4, 5, 3]]], 10) == (4, 5)  # centre (y=5.5, x=4.5)
     with pytest.raises(ValueError, match="no box"):
         mean_box_prior([[], []], 4)
 
@@ -192,3 +200,92 @@ def test_localization_report_threshold_sources():
     miss = localization_report(maps[::-1].copy(), boxes, boxes, threshold=0.5, n_boot=50)
     assert miss["pointing_game"]["value"] == 0.0 and miss["iou"]["value"] == 0.0
     assert miss["mass_in_boxes"]["value"] == 0.0
+
+
+# --------------------------------------------------------------------------- the peak
+
+
+CELLS = [(0, 0), (0, 6), (6, 0), (6, 6), (3, 2)]  # the four corners and an interior cell
+
+
+def _cell_map(row: int, col: int, seed: int = 0) -> np.ndarray:
+    """A 7x7 CAM (float32) whose strongest cell is (row, col), the rest random below it."""
+    low = np.random.default_rng(seed).random((7, 7)).astype(np.float32)
+    low[row, col] = 2.0
+    return low
+
+
+def _upsampled(low: np.ndarray, size: int = 224) -> np.ndarray:
+    return upsample_maps(torch.from_numpy(low)[None], (size, size))[0].numpy()
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_peak_is_the_strongest_cell_centre(cell):
+    row, col = cell
+    low = _cell_map(row, col)
+    centre = ((row + 0.5) * 32, (col + 0.5) * 32)  # cell j of 7 covers [32 j, 32 (j + 1))
+    assert peak_yx(low, 224) == centre
+    assert peak_yx(low, (224, 224)) == centre
+    assert peak_pixel(centre, 224) == (int(centre[0]), int(centre[1]))
+    # a box over the cell's centre only (8 x 8 px, 8 px inside the cell on every side) is a hit
+    box = [[centre[1] - 4, centre[0] - 4, 8, 8]]
+    assert pointing_game(low[None], [box], size=224).tolist() == [True]
+    assert point_in_boxes(centre, box, 224)
+    # ... and so in the report, with the upsampled maps for mass and IoU
+    report = localization_report(_upsampled(low)[None], [box], [box], threshold=0.5, n_boot=20,
+                                 peak_maps=low[None])
+    assert report["pointing_game"]["value"] == 1.0
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_upsampled_map_peaks_where_the_plateau_of_its_border_cell_is(cell):
+    """Why the peak is taken at low resolution: on the upsampled map a border cell's value is
+    flat from the image edge to the cell's centre (16 px), so the first pixel of that plateau
+    (today's argmax) is 16 px from the centre, and the plateau's middle still 8 px."""
+    row, col = cell
+    up = _upsampled(_cell_map(row, col))
+    first = np.unravel_index(int(np.argmax(up)), up.shape)
+    top = up == up.max()
+    rows, cols = np.flatnonzero(top.any(axis=1)), np.flatnonzero(top.any(axis=0))
+    expect = {0: (0, 15), 6: (208, 223)}
+    for axis_cell, got, firstpix in ((row, rows, first[0]), (col, cols, first[1])):
+        if axis_cell in expect:
+            assert (got[0], got[-1]) == expect[axis_cell]
+            assert firstpix == expect[axis_cell][0]
+        else:  # interior: one pixel (or two tied) next to the cell's centre
+            assert got[-1] - got[0] <= 1 and abs((got[0] + got[-1] + 1) / 2 - 16 - 32 * axis_cell) <= 1
+    # the fallback on the upsampled map alone: the plateau's centre, never its first pixel
+    y, x = peak_yx(up)
+    assert (y, x) == ((rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2)
+    # the rule of the old argmax misses a box over the top/left cells' centres
+    if cell == (0, 0):
+        assert (y, x) == (8.0, 8.0)
+        box = [[12, 12, 8, 8]]
+        assert not boxes_to_mask(box, 224)[first]
+        assert pointing_game(up[None], [box]).tolist() == [False]
+        assert pointing_game(_cell_map(0, 0)[None], [box], size=224).tolist() == [True]
+
+
+def test_peak_plateau_rules():
+    # a constant map: the whole map is the plateau, its centre
+    assert peak_yx(np.zeros((4, 6))) == (2.0, 3.0)
+    assert peak_yx(np.zeros((7, 7)), 224) == (112.0, 112.0)
+    # a 2x3 plateau: its centre, at any scale
+    m = np.zeros((7, 7))
+    m[1:3, 2:5] = 1.0
+    assert peak_yx(m) == (2.0, 3.5)
+    assert peak_yx(m, 70) == (20.0, 35.0)
+    # two disjoint plateaus: the one holding the first maximum in row-major order
+    m[5, 6] = 1.0
+    assert peak_yx(m) == (2.0, 3.5)
+    # an L-shaped plateau whose bounding-box centre is off it: the nearest cell's centre
+    ell = np.zeros((5, 5))
+    ell[0, :] = 1.0
+    ell[:, 0] = 1.0
+    assert peak_yx(ell) == (0.5, 2.5)  # (0, 2) and (2, 0) tie: the first in row-major order
+    # a point on the far edge belongs to the last pixel
+    assert peak_pixel((224.0, 10.0), 224) == (223, 10)
+    with pytest.raises(ValueError, match="NaN"):
+        peak_yx(np.full((3, 3), np.nan))
+    with pytest.raises(ValueError, match="one \\(h, w\\) map"):
+        peak_yx(np.zeros((2, 3, 3)))

@@ -64,6 +64,9 @@ class CamResult:
             activation map in logit units; see the module docstring for the library methods).
         normalized: (N, H, W) float32 in [0, 1], per-image min-max (library methods: of the
             map ReLU'd at feature resolution).
+        low: (N, h, w) float32, the signed maps at feature resolution (7x7 for 224 px input)
+            that ``raw`` is upsampled from: where the pointing game and the overlays take the
+            peak (:func:`pneumocam.localization.peak_yx`); (N, 0, 0) when N is 0.
         method: the method that produced the maps.
     """
 
@@ -71,6 +74,7 @@ class CamResult:
     probs: torch.Tensor
     raw: torch.Tensor
     normalized: torch.Tensor
+    low: torch.Tensor
     method: str = "cam"
 
 
@@ -192,7 +196,7 @@ class _HostSink:
     """
 
     def __init__(self, n: int, size: tuple[int, int], device: torch.device):
-        self.cuda = device.type == "cuda"
+        self.cuda, self.n = device.type == "cuda", n
         self.out = {
             "logits": torch.empty(n, dtype=torch.float32),
             "raw": torch.empty((n, *size), dtype=torch.float32),
@@ -204,6 +208,8 @@ class _HostSink:
     def put(self, start: int, parts: dict[str, torch.Tensor]) -> None:
         """Queue the copy of one batch (tensors on the device) into rows ``start:start+n``."""
         stop = start + parts["logits"].shape[0]
+        if "low" not in self.out:  # the feature resolution is known from the first batch
+            self.out["low"] = torch.empty((self.n, *parts["low"].shape[1:]), dtype=torch.float32)
         if not self.cuda:
             for key, value in parts.items():
                 self.out[key][start:stop].copy_(value)
@@ -229,9 +235,11 @@ class _HostSink:
             self.out[key][start:stop].copy_(buf[: stop - start])
 
     def finish(self) -> dict[str, torch.Tensor]:
-        """Wait for the queued copies; the host tensors ``logits``, ``raw``, ``normalized``."""
+        """Wait for the queued copies; the host tensors ``logits``, ``raw``, ``normalized``,
+        ``low``."""
         while self.pending:
             self._drain_one()
+        self.out.setdefault("low", torch.empty((self.n, 0, 0), dtype=torch.float32))
         return self.out
 
 
@@ -402,7 +410,8 @@ def compute_cams(
             and the device is CUDA (the fast path); fp32 elsewhere. Library methods run fp32.
 
     Returns:
-        :class:`CamResult` with logits/probs (N,) and raw/normalized (N, H, W), all float32.
+        :class:`CamResult` with logits/probs (N,), raw/normalized (N, H, W) and the
+        low-resolution maps (N, h, w), all float32.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown CAM method '{method}'; choose one of {', '.join(METHODS)}")
@@ -429,7 +438,8 @@ def compute_cams(
                 # one upsampling rule for every method; see the module docstring
                 raw = upsample_maps(low, size)
                 shown = upsample_maps(low.clamp_min(0), size) if cam.relu_first else raw
-                parts = {"logits": logits.float(), "raw": raw, "normalized": minmax_normalize(shown)}
+                parts = {"logits": logits.float(), "raw": raw, "normalized": minmax_normalize(shown),
+                         "low": low.float()}
                 if sink is None:
                     chunks.append(parts)
                 else:
@@ -440,15 +450,15 @@ def compute_cams(
     if sink is not None:
         out = sink.finish()
     else:
-        empty = torch.empty((0, *size), device=device)
-        out = {
-            k: torch.cat([c[k] for c in chunks]) if chunks else (empty if k != "logits" else empty[:, 0, 0])
-            for k in ("logits", "raw", "normalized")
-        }
+        empty = {"logits": torch.empty(0, device=device), "raw": torch.empty((0, *size), device=device),
+                 "normalized": torch.empty((0, *size), device=device),
+                 "low": torch.empty((0, 0, 0), device=device)}
+        out = {k: torch.cat([c[k] for c in chunks]) if chunks else v for k, v in empty.items()}
     return CamResult(
         logits=out["logits"],
         probs=torch.sigmoid(out["logits"]),
         raw=out["raw"],
         normalized=out["normalized"],
+        low=out["low"],
         method=method,
     )

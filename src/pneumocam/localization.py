@@ -8,13 +8,25 @@ Conventions:
 - A pixel ``(row, col)`` spans ``[col, col + 1) x [row, row + 1)`` and belongs to a box when its
   centre lies inside the box (a box smaller than a pixel still covers the pixel holding its
   centre). Integer boxes cover exactly ``w * h`` pixels.
-- The metrics: **pointing game** (the map's maximum, first in row-major order on ties, lies
-  in a box), **mass in boxes** (share of the map's positive part, ``ReLU(map)``, inside the
+- The metrics: **pointing game** (the map's peak, :func:`peak_yx`, lies in a box), **mass in
+  boxes** (share of the map's positive part, ``ReLU(map)``, inside the
   union of boxes; pass the signed CAM to measure positive evidence), **IoU** of the thresholded
   per-image min-max normalised map with the union of boxes (threshold chosen on the
   validation split).
 - Baselines: a single fixed point (the pixel inside the boxes of most training images), the
   mean training-box mask used as one map for every image, and uniform-random maps.
+
+The peak (:func:`peak_yx`) is taken on a map at its own resolution: for a 7x7 CAM the centre of
+the strongest cell, mapped to input pixels by the half-pixel convention of the bilinear
+upsampling (cell ``j`` of ``n`` covers ``[j * s, (j + 1) * s)`` with ``s = 224 / n``, centre
+``(j + 0.5) * s``). It is not the ``argmax`` of the upsampled map: ``align_corners=False`` clamps
+the sampling position at the borders, so a border cell's value is copied flat from the image
+edge to the cell's centre (rows 0-15 for the top row of a 7x7 map at 224 px). The first pixel
+of that plateau is 16 px from the cell's centre, and the plateau's middle still 8 px from it;
+the cell's centre is where the map's value actually peaks. Ties (a plateau of equal maxima, at
+any resolution) are broken at the plateau's centre, never at its first pixel, so a map known
+only at full resolution (the baselines, an upsampled map with no low-resolution copy) follows
+the same rule with ``s = 1``.
 """
 
 from __future__ import annotations
@@ -85,8 +97,80 @@ def _normalize(one_map: np.ndarray) -> np.ndarray:
     return (one_map - lo) / (hi - lo) if hi > lo else np.zeros_like(one_map)
 
 
+def _plateau(one_map: np.ndarray) -> np.ndarray:
+    """bool (h, w): the connected region (8-neighbours) of pixels equal to the map's maximum
+    that holds the first maximum in row-major order."""
+    top = one_map == one_map.max()
+    region = np.zeros_like(top)
+    region.flat[int(np.argmax(top))] = True
+    while True:  # grow within ``top`` until stable (a dilation per step; plateaus are small)
+        grown = region.copy()
+        grown[1:] |= region[:-1]
+        grown[:-1] |= region[1:]
+        grown[:, 1:] |= grown[:, :-1]
+        grown[:, :-1] |= grown[:, 1:]
+        grown &= top
+        if np.array_equal(grown, region):
+            return region
+        region = grown
+
+
+def peak_yx(one_map: np.ndarray, size: int | tuple[int, int] | None = None) -> tuple[float, float]:
+    """The map's peak as a point ``(y, x)`` in input pixels, the frame of the boxes.
+
+    Args:
+        one_map: (h, w) float map at its own resolution (a 7x7 CAM, or a full-size map);
+            NaN is not allowed.
+        size: the input's (H, W) (or H for a square), which the boxes refer to; None: the
+            map's own size.
+
+    Returns:
+        ``(y, x)`` floats in ``[0, H] x [0, W]``, with pixel ``(r, c)`` covering
+        ``[c, c + 1) x [r, r + 1)``: the centre of the plateau of maximal values (the
+        connected region of the maximum that holds the first one in row-major order; a
+        single cell on most maps), ``((r0 + r1 + 1) / 2 * H / h, (c0 + c1 + 1) / 2 * W / w)``
+        for its rows ``r0..r1`` and columns ``c0..c1``, so the centre of the strongest cell
+        ``(r + 0.5) * H / h``. Where that centre is not on the plateau (an L-shaped one), the
+        centre of the plateau cell nearest to it.
+    """
+    one_map = np.asarray(one_map)
+    if one_map.ndim != 2 or one_map.size == 0:
+        raise ValueError(f"peak_yx needs one (h, w) map, got shape {one_map.shape}")
+    if np.isnan(one_map).any():
+        raise ValueError("peak_yx: the map holds NaN; compute the map in float32 from finite "
+                         "logits (a diverged model gives NaN maps: retrain with a lower --lr)")
+    h, w = one_map.shape
+    height, width = (h, w) if size is None else _shape(size)
+    region = _plateau(one_map)
+    rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+    y, x = (rows[0] + rows[-1] + 1) / 2, (cols[0] + cols[-1] + 1) / 2  # in map cells
+    if not region[min(int(y), h - 1), min(int(x), w - 1)]:
+        r, c = np.nonzero(region)
+        nearest = int(np.argmin((r + 0.5 - y) ** 2 + (c + 0.5 - x) ** 2))
+        y, x = r[nearest] + 0.5, c[nearest] + 0.5
+    return float(y * height / h), float(x * width / w)
+
+
+def peak_pixel(point_yx: tuple[float, float], size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(row, col)`` of the pixel holding ``point_yx`` (from :func:`peak_yx`) in a map of
+    ``size``; a point on the far edge belongs to the last pixel."""
+    height, width = _shape(size)
+    y, x = point_yx
+    return min(int(np.floor(y)), height - 1), min(int(np.floor(x)), width - 1)
+
+
+def point_in_boxes(point_yx: tuple[float, float], boxes: Sequence[Box],
+                   size: int | tuple[int, int]) -> bool:
+    """Whether the pixel holding ``point_yx`` lies in a box (the pixel rule of
+    :func:`boxes_to_mask`; for integer boxes exactly ``x <= px < x + w`` and
+    ``y <= py < y + h``). ``size``: the (H, W) the boxes refer to."""
+    row, col = peak_pixel(point_yx, size)
+    return bool(boxes_to_mask(boxes, size)[row, col])
+
+
 def _pointing(one_map: np.ndarray, mask: np.ndarray) -> bool:
-    return bool(mask.flat[int(np.argmax(one_map))])
+    """The pointing game for one map at any resolution against a full-size mask."""
+    return bool(mask[peak_pixel(peak_yx(one_map, mask.shape), mask.shape)])
 
 
 def _mass(one_map: np.ndarray, mask: np.ndarray) -> float:
@@ -100,10 +184,18 @@ def _iou(binary: np.ndarray, mask: np.ndarray) -> float:
     return float(np.logical_and(binary, mask).sum()) / float(union) if union else float("nan")
 
 
-def pointing_game(maps: np.ndarray, boxes: Sequence[Sequence[Box]]) -> np.ndarray:
-    """(N,) bool: the map's maximum (first one in row-major order on ties) lies inside a box."""
+def pointing_game(maps: np.ndarray, boxes: Sequence[Sequence[Box]],
+                  size: int | tuple[int, int] | None = None) -> np.ndarray:
+    """(N,) bool: the map's peak (:func:`peak_yx`) lies inside a box.
+
+    Args:
+        maps: (N, h, w) maps at their own resolution (e.g. ``CamResult.low``, 7x7) or full size.
+        boxes: N lists of ``[x, y, w, h]`` in the pixels of ``size``.
+        size: the (H, W) the boxes refer to; None: the maps' own size.
+    """
     maps = _as_maps(maps)
-    masks = _masks(boxes, maps.shape[1:], len(maps))
+    shape = maps.shape[1:] if size is None else _shape(size)
+    masks = _masks(boxes, shape, len(maps))
     return np.array([_pointing(m, k) for m, k in zip(maps, masks, strict=True)], dtype=bool)
 
 
@@ -153,9 +245,10 @@ def _union_masks(train_boxes: Sequence[Sequence[Box]], size) -> np.ndarray:
 
 
 def fixed_point_baseline(train_boxes: Sequence[Sequence[Box]], size: int | tuple[int, int]) -> tuple[int, int]:
-    """The pixel ``(x, y)`` inside the boxes of the most training images (first in row-major order)."""
+    """The pixel ``(x, y)`` inside the boxes of the most training images: the pixel holding the
+    :func:`peak_yx` of the count map (the centre of the region of most boxes, not its first pixel)."""
     counts = _union_masks(train_boxes, size).sum(axis=0)
-    row, col = np.unravel_index(int(np.argmax(counts)), counts.shape)
+    row, col = peak_pixel(peak_yx(counts), counts.shape)
     return int(col), int(row)
 
 
@@ -200,11 +293,17 @@ def _shared_map_metrics(one_map: np.ndarray, boxes, threshold: float) -> dict[st
     return dict(zip(METRICS, arr.T, strict=True))
 
 
-def _map_metrics(maps: np.ndarray, boxes, threshold: float) -> dict[str, np.ndarray]:
+def _map_metrics(maps: np.ndarray, boxes, threshold: float,
+                 peak_maps: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-image metrics; the pointing game on ``peak_maps`` (the maps at their own
+    resolution) when given, else on ``maps``."""
     maps = _as_maps(maps)
+    peaks = maps if peak_maps is None else _as_maps(peak_maps)
+    if len(peaks) != len(maps):
+        raise ValueError(f"got {len(maps)} maps but {len(peaks)} peak maps; give one per map")
     rows = [
-        (_pointing(m, k), _mass(m, k), _iou(_normalize(m) >= threshold, k))
-        for m, k in zip(maps, _masks(boxes, maps.shape[1:], len(maps)), strict=True)
+        (_pointing(p, k), _mass(m, k), _iou(_normalize(m) >= threshold, k))
+        for m, p, k in zip(maps, peaks, _masks(boxes, maps.shape[1:], len(maps)), strict=True)
     ]
     arr = np.array(rows, dtype=np.float64).reshape(len(maps), 3)
     return dict(zip(METRICS, arr.T, strict=True))
@@ -231,11 +330,14 @@ def localization_report(
     n_boot: int = 1000,
     seed: int = 0,
     ids: Sequence[str] | None = None,
+    peak_maps: np.ndarray | None = None,
 ) -> dict:
     """All localization metrics with bootstrap intervals and image-free baselines.
 
     Args:
         maps: (N, H, W) maps of the evaluated positive images; boxes: N lists of boxes.
+        peak_maps: (N, h, w) the same maps at their own resolution (``CamResult.low``), where
+            the pointing game takes its peak (:func:`peak_yx`); None: ``maps``.
         train_boxes: box lists of the positive training images (for the baselines).
         val_maps, val_boxes: the validation split, where the IoU threshold is chosen.
         threshold: a fixed IoU threshold (overrides the choice on val).
@@ -261,7 +363,7 @@ def localization_report(
         threshold, source = choose_iou_threshold(val_maps, val_boxes), "val"
     else:
         threshold, source = choose_iou_threshold(maps, boxes), "test"
-    values = _map_metrics(maps, boxes, threshold)
+    values = _map_metrics(maps, boxes, threshold, peak_maps)
     report: dict = {**_summaries(values, n_boot, seed)}
     report.update(iou_threshold=float(threshold), iou_threshold_source=source, n_images=n)
 
