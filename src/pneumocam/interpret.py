@@ -194,7 +194,8 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
 
     report = localization_report(maps.raw, split.pos_boxes, train_boxes, val_maps=val_raw,
                                  val_boxes=val_pos_boxes, n_boot=config.n_boot, seed=config.seed,
-                                 ids=[split.ids[i] for i in split.pos_idx])
+                                 ids=[split.ids[i] for i in split.pos_idx],
+                                 peak_maps=maps.low[split.pos_idx])
     per_image = report.pop("per_image")
 
     # Weakly supervised detection on the whole split (negatives included: false boxes count).
@@ -358,17 +359,20 @@ def _fmt(value: float | None) -> str:
 
 def _write_localization_csv(path: Path, split: _Split, maps: SplitMaps, threshold: float,
                             per_image: Sequence[Mapping], preds: Sequence) -> None:
-    """One row per measured positive (:data:`LOCALIZATION_CSV_COLUMNS`)."""
+    """One row per measured positive (:data:`LOCALIZATION_CSV_COLUMNS`). ``peak_x``,
+    ``peak_y``: the pointing game's peak (:func:`pneumocam.overlays.map_peak` of the map at its
+    own resolution) in array pixels, the boxes' frame (pixel ``c`` covers ``[c, c + 1)``)."""
     ids, probs, boxes = split.ids, maps.probs, split.boxes
     with atomic_write(path, newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(LOCALIZATION_CSV_COLUMNS)
         for j, (i, row) in enumerate(zip(split.pos_idx, per_image, strict=True)):
-            py, px = overlays.peak_yx(maps.raw[j])
+            py, px = overlays.map_peak(maps.raw[j], maps.low[i])
             writer.writerow([ids[i], 1, f"{probs[i]:.6f}", int(probs[i] >= threshold),
                              int(bool(row["pointing_game"])), _fmt(row["mass_in_boxes"]),
                              _fmt(row["iou"]), len(boxes[i]), len(preds[i]),
-                             _fmt(rsna_image_score(preds[i], boxes[i])), px, py])
+                             _fmt(rsna_image_score(preds[i], boxes[i])), f"{px:.2f}",
+                             f"{py:.2f}"])
 
 
 def _draw(run: LoadedRun, split: _Split, maps: SplitMaps, idx: np.ndarray,
@@ -387,7 +391,7 @@ def _draw(run: LoadedRun, split: _Split, maps: SplitMaps, idx: np.ndarray,
         title = overlays.overlay_title(int(data.labels[i]), float(maps.probs[i]), hits.get(int(i)))
         fig = overlays.cam_overlay_figure(
             data.images[i], maps.maps[i], boxes[i], title=title,
-            suptitle=f"{ids[i]} | run {run.name} | {method}", demo=demo)
+            suptitle=f"{ids[i]} | run {run.name} | {method}", demo=demo, low_map=maps.low[i])
         written.append(str(overlays.save_figure(fig, folder / f"{ids[i]}.png")))
     cells = confusion_cells(data.labels, maps.probs, ids, run.threshold, n_grid)
     for cell, cidx in cells.items():
@@ -398,7 +402,7 @@ def _draw(run: LoadedRun, split: _Split, maps: SplitMaps, idx: np.ndarray,
             data.images[cidx], maps.maps[cidx], [boxes[i] for i in cidx],
             [f"{ids[i][:13]} p={maps.probs[i]:.2f}" for i in cidx],
             f"run {run.name}, {method}: most confident {CELL_NAMES[cell]} "
-            f"(threshold {run.threshold:.3f})", demo=demo)
+            f"(threshold {run.threshold:.3f})", demo=demo, low_maps=maps.low[cidx])
         overlays.save_figure(fig, out[f"grid_{cell}"])
     return written
 

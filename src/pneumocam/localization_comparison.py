@@ -249,13 +249,13 @@ def compare_maps(weights: Mapping[str, str | Path], data_dir: str | Path | None 
     images = load_arrays(folder, rows["array_file"]) if len(rows) else np.zeros((0, size, size),
                                                                                  np.uint8)
     boxes = manifest_boxes(rows) if len(rows) else []
-    maps, probs = {}, {}
+    maps, probs, low = {}, {}, {}
     for run, lr in loaded.items():
         res = compute_split_maps(lr, images, method, batch_size)
-        maps[run], probs[run] = res.maps, res.probs
+        maps[run], probs[run], low[run] = res.maps, res.probs, res.low
     demo = any(lr.demo for lr in loaded.values())
     fig = overlays.compare_maps_figure(
-        images, maps, probs, boxes, chosen["patientId"].tolist(), demo=demo,
+        images, maps, probs, boxes, chosen["patientId"].tolist(), demo=demo, low_by_run=low,
         title=f"{method} maps of {', '.join(runs)} on the same positive images")
     figure = overlays.save_figure(fig, paths.images_dir() / "cam" / f"{name}.png")
     return {"figure": figure, "patient_ids": chosen["patientId"].tolist(),

@@ -5,7 +5,11 @@ GUI backend; safe in worker processes) and :func:`save_figure` writes it as PNG.
 
 - ``image``: uint8 (H, W), 0..255, dark lungs (a ``data/Processed`` array or a resized DICOM);
 - ``cam_map``: float (H, W) in [0, 1], the normalised class activation map at image resolution;
-- ``boxes``: a list of ``[x, y, width, height]`` in the image's pixels (upper-left corner).
+- ``boxes``: a list of ``[x, y, width, height]`` in the image's pixels (upper-left corner);
+- ``low_map``: optional float (h, w), the same map at its own resolution (``CamResult.low``,
+  7x7 at 224 px). The peak marked ``+`` is :func:`pneumocam.localization.peak_yx` of it (the
+  strongest cell's centre, the pointing game's peak); without it, of ``cam_map`` (the centre of
+  the plateau of maxima, which for a border cell of an upsampled map lies s/4 = 8 px outward).
 
 Maps use a perceptual colormap (``inferno``) blended over the radiograph with ``alpha``; figures
 made from synthetic demo data carry a visible red "synthetic demo data" note.
@@ -22,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from . import plots
-from .localization import boxes_to_mask
+from .localization import peak_yx, point_in_boxes
 
 DEMO_NOTE = "synthetic demo data: these maps say nothing about pneumonia"
 DEFAULT_CMAP = "inferno"
@@ -47,22 +51,21 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     return plots.save_figure(fig, path, dpi=dpi, clear=False, bbox_inches="tight")
 
 
-def peak_yx(cam_map: np.ndarray) -> tuple[int, int]:
-    """(row, col) of the map's maximum (the first one in row-major order on ties)."""
-    row, col = np.unravel_index(int(np.argmax(cam_map)), cam_map.shape)
-    return int(row), int(col)
+def map_peak(cam_map: np.ndarray, low_map: np.ndarray | None = None) -> tuple[float, float]:
+    """The peak ``(y, x)`` in ``cam_map``'s pixels (the boxes' frame): :func:`peak_yx` of
+    ``low_map`` when given (mapped to ``cam_map``'s size), else of ``cam_map``."""
+    if low_map is None:
+        return peak_yx(cam_map)
+    return peak_yx(low_map, np.shape(cam_map))
 
 
-def peak_in_boxes(cam_map: np.ndarray, boxes: Sequence[Box]) -> bool | None:
-    """Whether the map's peak pixel lies inside any box; None when there are no boxes.
-
-    The pointing-game rule of :mod:`pneumocam.localization` (a pixel belongs to a box when its
-    centre lies inside it).
-    """
+def peak_in_boxes(cam_map: np.ndarray, boxes: Sequence[Box],
+                  low_map: np.ndarray | None = None) -> bool | None:
+    """Whether the map's peak (:func:`map_peak`) lies inside any box; None when there are no
+    boxes. The pointing-game rule of :mod:`pneumocam.localization`."""
     if len(boxes) == 0:
         return None
-    row, col = peak_yx(cam_map)
-    return bool(boxes_to_mask(boxes, cam_map.shape)[row, col])
+    return point_in_boxes(map_peak(cam_map, low_map), boxes, np.shape(cam_map))
 
 
 def draw_boxes(ax, boxes: Sequence[Box], color: str = BOX_COLOR, linewidth: float = 1.5) -> None:
@@ -73,8 +76,10 @@ def draw_boxes(ax, boxes: Sequence[Box], color: str = BOX_COLOR, linewidth: floa
 
 
 def draw_overlay(ax, image: np.ndarray, cam_map: np.ndarray | None, boxes: Sequence[Box] = (),
-                 alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP, show_peak: bool = True):
-    """The radiograph in gray, the map blended on top, the boxes and the map's peak.
+                 alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP, show_peak: bool = True,
+                 low_map: np.ndarray | None = None):
+    """The radiograph in gray, the map blended on top, the boxes and the map's peak
+    (:func:`map_peak`: of ``low_map`` when given).
 
     Returns:
         The map's ``AxesImage`` (for a colorbar), or None when ``cam_map`` is None.
@@ -85,8 +90,9 @@ def draw_overlay(ax, image: np.ndarray, cam_map: np.ndarray | None, boxes: Seque
         mappable = ax.imshow(cam_map, cmap=cmap, alpha=alpha, vmin=0.0, vmax=1.0,
                              interpolation="bilinear")
         if show_peak:
-            row, col = peak_yx(cam_map)
-            ax.plot([col], [row], marker="+", color=PEAK_COLOR, markersize=10, mew=2)
+            y, x = map_peak(cam_map, low_map)
+            # imshow puts pixel c's centre at c, the boxes' frame at c + 0.5 (as draw_boxes)
+            ax.plot([x - 0.5], [y - 0.5], marker="+", color=PEAK_COLOR, markersize=10, mew=2)
     draw_boxes(ax, boxes)
     ax.set_axis_off()
     return mappable
@@ -122,12 +128,14 @@ def overlay_title(label: int | None, prob: float, peak_hit: bool | None,
 
 def cam_overlay_figure(image: np.ndarray, cam_map: np.ndarray, boxes: Sequence[Box] = (), *,
                        title: str = "", suptitle: str = "", demo: bool = False,
-                       alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP) -> Figure:
+                       alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP,
+                       low_map: np.ndarray | None = None) -> Figure:
     """Two panels: the radiograph with its boxes, and the map overlaid with a colorbar.
 
     Args:
         image: uint8 (H, W).
         cam_map: float (H, W) in [0, 1].
+        low_map: float (h, w), the map at its own resolution, where the peak is taken.
         boxes: ground-truth ``[x, y, w, h]`` boxes in image pixels (drawn on both panels).
         title: line under the panels' heading (label, probability, pointing result).
         suptitle: figure heading (patient id, run, method).
@@ -137,7 +145,7 @@ def cam_overlay_figure(image: np.ndarray, cam_map: np.ndarray, boxes: Sequence[B
     ax_img, ax_map = fig.subplots(1, 2)
     draw_overlay(ax_img, image, None, boxes)
     ax_img.set_title("radiograph + radiologist boxes" if len(boxes) else "radiograph", fontsize=9)
-    mappable = draw_overlay(ax_map, image, cam_map, boxes, alpha=alpha, cmap=cmap)
+    mappable = draw_overlay(ax_map, image, cam_map, boxes, alpha=alpha, cmap=cmap, low_map=low_map)
     ax_map.set_title("class activation map (+ = peak)", fontsize=9)
     cbar = fig.colorbar(mappable, ax=ax_map, fraction=0.046, pad=0.03)
     cbar.set_label("normalised activation", fontsize=8)
@@ -150,12 +158,14 @@ def cam_overlay_figure(image: np.ndarray, cam_map: np.ndarray, boxes: Sequence[B
 
 def cam_grid_figure(images: np.ndarray, maps: np.ndarray, boxes_list: Sequence[Sequence[Box]],
                     captions: Sequence[str], title: str, *, demo: bool = False, ncols: int = 4,
-                    alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP) -> Figure:
+                    alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP,
+                    low_maps: np.ndarray | None = None) -> Figure:
     """A grid of overlays (one per image) with a caption each; an empty grid says so.
 
     Args:
         images: uint8 (K, H, W); K may be 0.
         maps: float (K, H, W) in [0, 1].
+        low_maps: float (K, h, w), the maps at their own resolution, where the peaks are taken.
         boxes_list: K lists of boxes.
         captions: K short captions (e.g. patient id and probability).
         title: the grid's heading.
@@ -168,7 +178,8 @@ def cam_grid_figure(images: np.ndarray, maps: np.ndarray, boxes_list: Sequence[S
     mappable = None
     for i, ax in enumerate(axes):
         if i < k:
-            mappable = draw_overlay(ax, images[i], maps[i], boxes_list[i], alpha=alpha, cmap=cmap)
+            mappable = draw_overlay(ax, images[i], maps[i], boxes_list[i], alpha=alpha, cmap=cmap,
+                                    low_map=None if low_maps is None else low_maps[i])
             ax.set_title(captions[i], fontsize=7)
         else:
             ax.set_axis_off()
@@ -186,7 +197,8 @@ def cam_grid_figure(images: np.ndarray, maps: np.ndarray, boxes_list: Sequence[S
 def compare_maps_figure(images: np.ndarray, maps_by_run: Mapping[str, np.ndarray],
                         probs_by_run: Mapping[str, np.ndarray], boxes_list: Sequence[Sequence[Box]],
                         row_labels: Sequence[str], *, title: str = "", demo: bool = False,
-                        alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP) -> Figure:
+                        alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP,
+                        low_by_run: Mapping[str, np.ndarray] | None = None) -> Figure:
     """Rows = images, columns = the radiograph then each run's map on the same image.
 
     Args:
@@ -195,6 +207,8 @@ def compare_maps_figure(images: np.ndarray, maps_by_run: Mapping[str, np.ndarray
         probs_by_run: ``{run: float (K,)}`` shown in each panel's caption.
         boxes_list: K lists of ground-truth boxes.
         row_labels: K labels (patient ids).
+        low_by_run: ``{run: float (K, h, w)}`` the maps at their own resolution, where the
+            peaks are taken (``SplitMaps.low``).
     """
     runs = list(maps_by_run)
     k = len(images)
@@ -207,9 +221,10 @@ def compare_maps_figure(images: np.ndarray, maps_by_run: Mapping[str, np.ndarray
         axes[i, 0].set_title(row_labels[i], fontsize=7)
         for j, run in enumerate(runs, start=1):
             cam_map = maps_by_run[run][i]
+            low_map = None if low_by_run is None else low_by_run[run][i]
             mappable = draw_overlay(axes[i, j], images[i], cam_map, boxes_list[i], alpha=alpha,
-                                    cmap=cmap)
-            hit = _yes_no(peak_in_boxes(cam_map, boxes_list[i]))
+                                    cmap=cmap, low_map=low_map)
+            hit = _yes_no(peak_in_boxes(cam_map, boxes_list[i], low_map))
             axes[i, j].set_title(f"{run}: p={float(probs_by_run[run][i]):.2f}, peak in box {hit}",
                                  fontsize=7)
     if k == 0:

@@ -476,6 +476,7 @@ def predict(config: PredictConfig, out: TextIO | None = None, err: TextIO | None
                 images[i], np.asarray(cams.normalized[i]),
                 title=overlays.overlay_title(None, result.prob, None, run.threshold),
                 suptitle=f"{Path(result.file).name} | run {run.name} | {config.method}",
+                low_map=np.asarray(cams.low[i]),
             )
             if note:
                 overlays.add_demo_note(fig, note)

@@ -37,12 +37,16 @@ class SplitMaps:
         maps: float32 (N, H, W) in [0, 1], the normalised maps (``CamResult.normalized``).
         raw: float32 (K, H, W), the raw signed maps of the K rows chosen by ``keep_raw``
             (the positives: localization measures positive evidence on them).
+        low: float32 (N, h, w), every image's signed map at feature resolution
+            (``CamResult.low``, 49 values per image at 224 px): where the pointing game and the
+            overlays take the peak (:func:`pneumocam.localization.peak_yx`).
     """
 
     probs: np.ndarray
     maps: np.ndarray
     logits: np.ndarray
     raw: np.ndarray
+    low: np.ndarray
 
 
 def compute_split_maps(run: LoadedRun, images: np.ndarray, method: str, batch_size: int,
@@ -61,6 +65,7 @@ def compute_split_maps(run: LoadedRun, images: np.ndarray, method: str, batch_si
     maps = np.empty((n, *images.shape[1:]), np.float32)
     raw = np.empty((int(keep.sum()), *images.shape[1:]), np.float32)
     slot = np.cumsum(keep) - 1  # row i's place in ``raw`` when kept
+    low: list[np.ndarray] = []  # small (h x w per image): one array per chunk, joined at the end
     batch_size = max(1, int(batch_size))
     # Several batches per call keep the GPU's copy pipeline busy; the float copy stays bounded.
     step = batch_size * max(1, 1024 // batch_size)
@@ -71,12 +76,14 @@ def compute_split_maps(run: LoadedRun, images: np.ndarray, method: str, batch_si
         probs[start:stop] = to_numpy(res.probs)
         logits[start:stop] = to_numpy(res.logits)
         maps[start:stop] = to_numpy(res.normalized)
+        low.append(to_numpy(res.low))
         res_raw = to_numpy(res.raw)
         rows = np.flatnonzero(keep[start:stop])
         raw[slot[start + rows]] = res_raw[rows]
         if raw_out is not None:
             raw_out[start:stop] = res_raw
-    return SplitMaps(probs=probs, maps=maps, logits=logits, raw=raw)
+    return SplitMaps(probs=probs, maps=maps, logits=logits, raw=raw,
+                     low=np.concatenate(low) if low else np.empty((0, 0, 0), np.float32))
 
 
 def to_numpy(x: Any) -> np.ndarray:
