@@ -209,6 +209,14 @@ def test_interpret_writes_every_output(at_root):
     assert set(table["pointing_hit"]) <= {0, 1}
     assert table["mass_in_boxes"].between(0, 1).all() and table["iou"].between(0, 1).all()
     assert table["pointing_hit"].mean() == pytest.approx(report["pointing_game"]["value"])
+    # the peak columns are the pointing game's peak: the centre of a 2x2 feature map's strongest
+    # cell at 48 px (12 or 36, the half-pixel convention), and a hit exactly when in a box
+    from pneumocam.localization import point_in_boxes
+
+    assert set(table["peak_x"]) <= {12.0, 24.0, 36.0} and set(table["peak_y"]) <= {12.0, 24.0, 36.0}
+    boxes = manifest.set_index("patientId").loc[table["patientId"], "boxes"]
+    for (_, row), row_boxes in zip(table.iterrows(), boxes, strict=True):
+        assert row["pointing_hit"] == point_in_boxes((row["peak_y"], row["peak_x"]), row_boxes, SIZE)
 
     overlays_dir = root / "images" / "cam" / "balanced"
     pngs = sorted(p.stem for p in overlays_dir.glob("*.png"))
@@ -330,7 +338,7 @@ def test_overlay_helpers(tmp_path):
 
     cam_map = np.zeros((10, 10), np.float32)
     cam_map[2, 7] = 1.0
-    assert overlays.peak_yx(cam_map) == (2, 7)
+    assert overlays.peak_yx(cam_map) == (2.5, 7.5)  # the pixel's centre, in the boxes' frame
     assert overlays.peak_in_boxes(cam_map, []) is None
     assert overlays.peak_in_boxes(cam_map, [[6, 1, 3, 3]]) is True
     assert overlays.peak_in_boxes(cam_map, [[0, 0, 5, 5]]) is False
@@ -342,6 +350,45 @@ def test_overlay_helpers(tmp_path):
     assert path.read_bytes()[:4] == b"\x89PNG"
     texts = [t.get_text() for t in empty.texts]
     assert overlays.DEMO_NOTE in texts
+
+
+@pytest.mark.parametrize("cell", [(0, 0), (0, 6), (6, 0), (6, 6), (3, 2)])
+def test_overlay_marker_is_the_pointing_game_peak(cell):
+    """The + sits at the strongest cell's centre, where the pointing game looks, for the four
+    corners and an interior cell; the grid and the run comparison mark the same point."""
+    from matplotlib.figure import Figure
+
+    from pneumocam import overlays
+    from pneumocam.cam import upsample_maps
+    from pneumocam.localization import pointing_game
+
+    row, col = cell
+    low = np.random.default_rng(1).random((7, 7)).astype(np.float32)
+    low[row, col] = 2.0
+    up = upsample_maps(torch.from_numpy(low)[None], (224, 224))[0].numpy()
+    norm = (up - up.min()) / (up.max() - up.min())
+    centre = ((row + 0.5) * 32, (col + 0.5) * 32)
+    box = [[centre[1] - 4, centre[0] - 4, 8, 8]]  # over the cell's centre only
+    assert overlays.map_peak(norm, low) == centre
+    assert overlays.peak_in_boxes(norm, box, low) is True
+    assert pointing_game(low[None], [box], size=224).tolist() == [True]
+
+    def marker(ax) -> tuple[float, float]:
+        line = ax.lines[-1]
+        return float(line.get_ydata()[0]) + 0.5, float(line.get_xdata()[0]) + 0.5  # imshow frame
+
+    ax = Figure().subplots()
+    overlays.draw_overlay(ax, np.zeros((224, 224), np.uint8), norm, box, low_map=low)
+    assert marker(ax) == centre
+    fig = overlays.cam_overlay_figure(np.zeros((224, 224), np.uint8), norm, box, low_map=low)
+    assert marker(fig.axes[1]) == centre
+    grid = overlays.cam_grid_figure(np.zeros((1, 224, 224), np.uint8), norm[None], [box], ["a"],
+                                    "t", low_maps=low[None])
+    assert marker(grid.axes[0]) == centre
+    compare = overlays.compare_maps_figure(np.zeros((1, 224, 224), np.uint8), {"r": norm[None]},
+                                           {"r": np.array([0.9])}, [box], ["a"],
+                                           low_by_run={"r": low[None]})
+    assert marker(compare.axes[1]) == centre and "peak in box yes" in compare.axes[1].get_title()
 
 
 def test_summarize_comparison_builds_sentences_from_numbers():
