@@ -104,6 +104,81 @@ def test_outputs_and_csv_columns(root, run_a):
                                                                 stats["std"]), atol=1e-6)
 
 
+def test_evaluation_and_interpretation_agree_on_every_decision(root, run_a):
+    """The test split's probabilities in metrics/a_predictions_test.csv are the ones the
+    interpretation computes (float32 both), so both give every image the same decision at
+    the operating threshold of a_eval.json."""
+    from pneumocam.predict import load_run
+    from pneumocam.split_maps import compute_split_maps
+
+    pred = pd.read_csv(paths.metrics_dir() / "a_predictions_test.csv", dtype={"patientId": str})
+    threshold = json.loads((paths.metrics_dir() / "a_eval.json").read_text())["operating_threshold"]
+    run = load_run(paths.run_files("a")["best"], "cpu")
+    assert run.threshold == pytest.approx(threshold, rel=0, abs=0)
+    test = load_split(root / "data" / "Processed", "test")
+    assert pred["patientId"].tolist() == test.manifest["patientId"].astype(str).tolist()
+    maps = compute_split_maps(run, test.images, "cam", batch_size=5)
+    np.testing.assert_allclose(pred["prob"], maps.probs, rtol=1e-5, atol=1e-6)
+    assert ((pred["prob"] >= threshold) == (maps.probs >= threshold)).all()
+
+
+def test_final_probabilities_ask_for_float32_without_tf32(monkeypatch):
+    """The GPU path, pinned on CPU: no autocast dtype and no TF32 reach the final forward
+    passes, and the backend flags are restored afterwards."""
+    from pneumocam import train as train_module
+
+    calls = []
+
+    def spy(model, images, mean, std, device, batch_size=256, channels_last=True, amp_dtype=None):
+        calls.append((device.type, amp_dtype, torch.backends.cudnn.allow_tf32,
+                      torch.backends.cuda.matmul.allow_tf32))
+        return torch.zeros(len(images))
+
+    monkeypatch.setattr(train_module, "predict_logits", spy)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:  # (cuBLAS's flag is a property monkeypatch cannot restore)
+        prob = train_module.final_probabilities(build_model(), np.zeros((3, 32, 32), np.uint8),
+                                                0.5, 0.2, torch.device("cuda"))
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    assert calls == [("cuda", None, False, False)]
+    assert prob.dtype == np.float64 and prob.tolist() == [0.5, 0.5, 0.5]
+    assert train_module.training_amp_dtype(torch.device("cuda")) == torch.bfloat16
+    assert train_module.training_amp_dtype(torch.device("cpu")) is None
+
+
+def test_final_evaluation_is_float32_where_training_is_bf16(root, run_a, monkeypatch):
+    """Training and per-epoch validation in bf16 (as on CUDA; forced here on CPU), the
+    published probabilities in float32 all the same."""
+    from pneumocam import train as train_module
+
+    calls = []
+    real = train_module.predict_logits
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("amp_dtype"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "training_amp_dtype", lambda device: torch.bfloat16)
+    monkeypatch.setattr(train_module, "predict_logits", spy)
+    cfg = {**BASE, "epochs": 1}
+    train(TrainConfig(run_name="bf16", **cfg))
+    assert calls == [torch.bfloat16, None, None]  # epoch 1's validation; final val and test
+    stats = read_stats(root / "data" / "Processed")
+    model = build_model()
+    model.load_state_dict(load_model_state(paths.run_weights_dir("bf16") / "best.pth"))
+    for split in ("val", "test"):
+        images = load_split(root / "data" / "Processed", split).images
+        pred = pd.read_csv(paths.metrics_dir() / f"bf16_predictions_{split}.csv")
+        fp32 = predict_proba(model, images, stats["mean"], stats["std"])
+        np.testing.assert_allclose(pred["prob"], fp32, rtol=0, atol=1e-6)
+        bf16 = torch.sigmoid(real(model, torch.as_tensor(images), stats["mean"], stats["std"],
+                                  torch.device("cpu"), amp_dtype=torch.bfloat16)).double().numpy()
+        assert np.abs(bf16 - fp32).max() > 1e-4  # what the CSV would hold in bf16
+
+
 def test_config_json_records_arguments_data_and_provenance(run_a):
     cfg = json.loads((paths.run_weights_dir("a") / "config.json").read_text())
     assert cfg["arguments"]["epochs"] == 3 and cfg["arguments"]["sampler"] == "balanced"

@@ -6,17 +6,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from pneumocam.train import predict_logits
+from pneumocam.train import final_probabilities
 
 
 def predict_proba(model: nn.Module, images: np.ndarray, mean: float, std: float,
-                  device: str | torch.device = "cpu", batch_size: int = 64) -> np.ndarray:
-    """Pneumonia probabilities for uint8 (N, H, W) images: float64 (N,) in [0, 1].
+                  device: str | torch.device = "cpu") -> np.ndarray:
+    """Pneumonia probabilities for uint8 (N, H, W) images: float64 (N,) in [0, 1], computed
+    as the final evaluation computes them (float32 on every device).
 
     Normalises with the training split's ``mean``/``std`` (stats.json); no augmentation.
     """
-    device = torch.device(device)
-    amp = torch.bfloat16 if device.type == "cuda" else None
-    logits = predict_logits(model, torch.as_tensor(images), mean, std, device, batch_size,
-                            channels_last=True, amp_dtype=amp)
-    return torch.sigmoid(logits).double().cpu().numpy()
+    return final_probabilities(model, images, mean, std, torch.device(device))

@@ -17,7 +17,9 @@ epoch's optimisation steps); ``epoch_seconds`` (wall time of the epoch, validati
 Speed: on CUDA the training split sits on the GPU as uint8 and sampling, augmentation and
 normalisation run there in batches (bf16 autocast, channels_last, cudnn.benchmark, fused AdamW,
 the loss summed on the device and read once per epoch); on CPU a ``DataLoader`` feeds the same
-epoch function. Reproducibility: every random draw of epoch ``e`` comes from generators seeded
+epoch function. The final evaluation's probabilities (the prediction CSVs, the operating
+threshold, ``_eval.json``) are float32 on every device (:func:`final_probabilities`), as
+interpretation's are. Reproducibility: every random draw of epoch ``e`` comes from generators seeded
 by ``(seed, e)``, so a run resumed from ``last.pth`` ends exactly where an uninterrupted one
 would on CPU. Under ``torchrun`` the model is wrapped in DistributedDataParallel, the balanced
 draw is split between ranks, validation predictions are gathered before metrics are computed,
@@ -701,6 +703,43 @@ def predict_logits(model: nn.Module, images: torch.Tensor, mean: float, std: flo
     return torch.cat(out)
 
 
+def training_amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of training and per-epoch validation: bf16 on CUDA, None (float32)
+    elsewhere. The final evaluation never uses it (:func:`final_probabilities`)."""
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
+@contextlib.contextmanager
+def exact_fp32():
+    """Float32 convolutions and matmuls without TF32 on CUDA (10-bit inputs); restored after.
+    Nothing changes on CPU, which has no TF32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def final_probabilities(model: nn.Module, images: torch.Tensor | np.ndarray, mean: float,
+                        std: float, device: torch.device, channels_last: bool = True
+                        ) -> np.ndarray:
+    """The probabilities a run publishes: float64 (N,) in [0, 1], ``sigmoid`` of float32
+    logits computed in float32 on every device (no autocast, no TF32) for uint8 (N, H, W)
+    images.
+
+    Why not bf16: its 8 significant bits make many probabilities of a large split tie, which
+    can move the Youden threshold chosen on them; and :mod:`pneumocam.interpret` recomputes
+    the probabilities in float32 and applies that threshold, so both must come from float32
+    for every image to get the same decision in both places.
+    """
+    with exact_fp32():
+        logits = predict_logits(model, torch.as_tensor(images), mean, std, device,
+                                batch_size=_eval_batch(device), channels_last=channels_last,
+                                amp_dtype=None)
+    return torch.sigmoid(logits).double().cpu().numpy()
+
+
 def validation_row(labels: np.ndarray, logits: np.ndarray, loss_fn: nn.Module
                    ) -> dict[str, float]:
     """Validation loss, ROC AUC, AP and the threshold-0.5 metrics from gathered logits."""
@@ -887,12 +926,16 @@ def _train(config: TrainConfig, info: DistInfo,
         ctx = StepContext(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn,
                           mean=settings.data_mean, std=settings.data_std, device=device,
                           channels_last=settings.channels_last,
-                          amp_dtype=torch.bfloat16 if device.type == "cuda" else None)
+                          amp_dtype=training_amp_dtype(device))
         if info.is_main:
             _write_config(files, config, settings, stats, ckpt)
 
         # Each epoch: optimise, score the whole validation split with the weights as they are
-        # now, then record it (metrics row, CSV, checkpoints, one printed line).
+        # now, then record it (metrics row, CSV, checkpoints, one printed line). This scoring
+        # may stay bf16 on CUDA: it only fills metrics/<run>.csv and ranks the epochs for
+        # best.pth (bf16 ties move a validation AUC in its third digit at most, so at worst a
+        # near-tied epoch is kept); every number the run publishes (predictions, threshold,
+        # _eval.json) is recomputed in float32 by _final_evaluation.
         val_index, val_images = validation_shard(data.val, device, info)
         for epoch in range(progress.next_epoch, settings.epochs + 1):
             epoch_start = time.perf_counter()
@@ -911,9 +954,8 @@ def _train(config: TrainConfig, info: DistInfo,
             if on_epoch_end is not None:
                 on_epoch_end(epoch, row)
 
-        # The best epoch's weights, not the last, are evaluated on val and test.
-        return finish(config, settings, progress, raw_model, data, files, device, info,
-                      ctx.amp_dtype)
+        # The best epoch's weights, not the last, are evaluated on val and test (in float32).
+        return finish(config, settings, progress, raw_model, data, files, device, info)
 
 
 def read_processed(processed: Path) -> tuple[dict[str, Any], pd.DataFrame]:
@@ -1187,7 +1229,7 @@ def end_of_epoch(row: dict[str, Any], progress: Progress, raw_model: nn.Module,
 
 def finish(config: TrainConfig, settings: TrainSettings, progress: Progress,
            raw_model: nn.Module, data: TrainData, files: dict[str, Path], device: torch.device,
-           info: DistInfo, amp_dtype: torch.dtype | None) -> TrainResult:
+           info: DistInfo) -> TrainResult:
     """Once every rank is done: the result, and on rank 0 the best epoch's predictions and
     evaluation (:func:`_final_evaluation`)."""
     _barrier(info)
@@ -1196,7 +1238,7 @@ def finish(config: TrainConfig, settings: TrainSettings, progress: Progress,
                          best_val_auc=progress.best_auc, weights_dir=files["weights_dir"],
                          metrics_csv=files["csv"])
     if info.is_main:
-        _final_evaluation(result, raw_model, files, data, settings, device, amp_dtype)
+        _final_evaluation(result, raw_model, files, data, settings, device)
     _barrier(info)
     return result
 
@@ -1239,9 +1281,9 @@ def _write_config(files: dict[str, Path], config: TrainConfig, settings: TrainSe
 
 
 def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str, Path],
-                      data: TrainData, settings: TrainSettings, device: torch.device,
-                      amp_dtype: torch.dtype | None) -> None:
-    """Best weights -> val/test probabilities -> predictions CSVs -> evaluate_run."""
+                      data: TrainData, settings: TrainSettings, device: torch.device) -> None:
+    """Best weights -> val/test probabilities (:func:`final_probabilities`: float32 on every
+    device) -> predictions CSVs -> evaluate_run (the operating threshold, ``_eval.json``)."""
     from .checkpoint import load_model_state
     from .evaluation import evaluate_run
 
@@ -1249,10 +1291,8 @@ def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str
     test_split = load_split(data.processed, "test", manifest=data.manifest)
     frames = {}
     for name, split in (("val", data.val), ("test", test_split)):
-        logits = predict_logits(raw_model, torch.as_tensor(split.images), settings.data_mean,
-                                settings.data_std, device, batch_size=_eval_batch(device),
-                                channels_last=settings.channels_last, amp_dtype=amp_dtype)
-        prob = torch.sigmoid(logits).double().cpu().numpy()
+        prob = final_probabilities(raw_model, split.images, settings.data_mean,
+                                   settings.data_std, device, channels_last=settings.channels_last)
         frames[name] = _prediction_frame(split.manifest, prob)
         write_frame_csv(files[f"pred_{name}"], frames[name], index=False)
     result.predictions = {"val": files["pred_val"], "test": files["pred_test"]}
