@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import REPO
 
 from pneumocam import paths, processed
 from pneumocam.checkpoint import save_checkpoint
@@ -27,7 +28,6 @@ from pneumocam.model import build_model
 
 SIZE = 48  # layer4 is 2 x 2 at 48 px: the smallest input whose CAM is not one constant cell
 COUNTS = {"train": 16, "val": 10, "test": 10}
-REPO = Path(__file__).resolve().parents[1]
 RG1 = "RG1_UNCR.dcm"  # pydicom-data test file; exact name only (a wildcard would try to download)
 
 
