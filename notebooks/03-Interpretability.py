@@ -195,7 +195,7 @@ for run in present:
 
 # %%
 if available.side_by_side:
-    side_by_side = compare_maps({run: paths.run_weights_dir(run) / "best.pth" for run in present},
+    side_by_side = compare_maps({run: paths.run_files(run)["best"] for run in present},
                                 data_dir=data_dir, n=n_compare, method=method, device=device,
                                 batch_size=batch_size)
     display(Image(filename=side_by_side["figure"]))
@@ -227,7 +227,7 @@ display(Image(filename=saved["figure"]))
 
 # %%
 display(sanity_table(reports))
-display(sanity_cascade(paths.run_weights_dir(present[-1]) / "best.pth", data_dir=data_dir,
+display(sanity_cascade(paths.run_files(present[-1])["best"], data_dir=data_dir,
                        split=split, n_images=sanity_images, method=method, device=device,
                        batch_size=batch_size).round(3))
 
