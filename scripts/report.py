@@ -1,8 +1,8 @@
 """Reports rebuilt from the study's files: the README's results block (and, later, the HTML page).
 
-Every number comes from metrics/ (<run>_eval.json, comparison.json, <run>_localization.json,
-localization_comparison_paired.csv) and weights/<run>/config.json; a missing file gives a line
-naming the command that makes it, not an error.
+Every number comes from metrics/ (<run>_eval.json, comparison.json, <run>_localization.json and
+.csv) and weights/<run>/config.json; a missing file gives a line naming the command that makes
+it, not an error.
 
     python scripts/report.py --readme                       # rewrite README.md between the markers
     python scripts/report.py --readme --readme-path X.md    # another file with the same markers

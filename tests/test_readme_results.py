@@ -76,12 +76,15 @@ def study(tmp_path):
         "reference_run": "original", "runs": ["original", "balanced"],
         "paired_differences": [{"run": "balanced", "reference": "original", "metric": "roc_auc",
                                 "value": 0.011, "ci95": [-0.005, 0.032]}]}))
-    (metrics / "balanced_localization.json").write_text(json.dumps(_localization()))
-    (metrics / "localization_comparison_paired.csv").write_text(
-        "a,b,kind,metric,difference,ci95_lo,ci95_hi,p_value,test,n,verdict\n"
-        "balanced,original,run,pointing_game,0.095,0.01,0.18,0.0412,McNemar,42,beats\n"
-        "balanced,original,run,iou,0.02,-0.01,0.05,0.3,bootstrap,42,cannot be told apart from\n"
-        "balanced,baseline: fixed point,baseline,pointing_game,0.262,0.095,0.405,0.001,M,42,beats\n")
+    # both runs interpreted on the same 42 positives (listed in another order by one of them)
+    ids = [f"p{i:02d}" for i in range(42)]
+    hits = {"original": [1] * 20 + [0] * 22, "balanced": [1] * 24 + [0] * 18}  # 4 discordant
+    for run in ("original", "balanced"):
+        (metrics / f"{run}_localization.json").write_text(json.dumps(_localization()))
+        order = range(42) if run == "original" else range(41, -1, -1)
+        rows = [f"{ids[i]},{hits[run][i]},{0.1 + i / 100:.6f},{0.2:.6f}" for i in order]
+        (metrics / f"{run}_localization.csv").write_text(
+            "patientId,pointing_hit,mass_in_boxes,iou\n" + "\n".join(rows) + "\n")
     return tmp_path
 
 
@@ -97,25 +100,28 @@ def test_render_results_tables_stamp_and_paired_lines(study):
     assert "| operating threshold (chosen on validation) | 0.22 | 0.56 |" in lines
     assert "| paired bootstrap AUC difference, run - original | – | +0.011 (-0.005 to +0.032) |" in lines
     # localization: the map, the baselines, and map minus baseline, paired, with McNemar's p
-    assert "| CAM pointing game (42 positive images) | – | 0.571 (0.410-0.710) |" in lines
-    assert ("| paired pointing game, map - fixed point | – | +0.262 (+0.095 to +0.405), "
-            "McNemar p = 0.00123 |") in lines
-    assert "| paired IoU, map - mean-box prior | – | +0.031 (-0.010 to +0.070) |" in lines
+    assert "| CAM pointing game (42 positive images) | 0.571 (0.410-0.710) | 0.571 (0.410-0.710) |" in lines
+    paired_pg = "+0.262 (+0.095 to +0.405), McNemar p = 0.00123"
+    assert f"| paired pointing game, map - fixed point | {paired_pg} | {paired_pg} |" in lines
+    assert ("| paired IoU, map - mean-box prior | +0.031 (-0.010 to +0.070) | "
+            "+0.031 (-0.010 to +0.070) |") in lines
     assert not any("IoU, map - fixed point" in line for line in lines)  # a point has no extent
-    assert "| randomised-weights sanity check, mean abs. Spearman | – | 0.18 (passed) |" in lines
-    # run vs run, from the paired CSV, worded by the interval
-    assert ("- pointing game: balanced beats original, paired difference +0.095 (+0.010 to "
-            "+0.180) on 42 images, McNemar p = 0.0412.") in lines
-    assert "- IoU: balanced cannot be told apart from original" in text
-    # what is missing says how to make it
-    assert ("- `metrics/original_localization.json`: "
-            "`python scripts/interpret.py --weights weights/original/best.pth`") in lines
+    assert "| randomised-weights sanity check, mean abs. Spearman | 0.18 (passed) | 0.18 (passed) |" in lines
+    # run vs run, paired by patientId from the per-image CSVs, worded by the interval
+    # 4 discordant pairs, all one way: McNemar p = 2/2^4; the percentile bootstrap rarely
+    # draws none of the 4, so its interval lies above 0 (the verdict reads the interval)
+    assert ("- pointing game: balanced beats original, paired difference +0.095 (+0.024 to "
+            "+0.190) on 42 images, McNemar p = 0.125.") in lines
+    assert ("- mass in boxes: balanced cannot be told apart from original, paired difference "
+            "+0.000 (+0.000 to +0.000) on 42 images.") in lines
+    assert "Not yet made" not in text
     assert render_results(study / "metrics", study / "weights") == text  # no clock inside
 
 
 def test_render_results_without_files_names_the_commands(tmp_path):
     text = render_results(tmp_path / "metrics", tmp_path / "weights")
     assert "No results yet" in text and "python scripts/run_pipeline.py" in text
+    assert START_MARKER not in text and END_MARKER not in text
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "balanced_eval.json").write_text(json.dumps(_eval(0.9, 0.5)))
     text = render_results(tmp_path / "metrics", tmp_path / "weights")
@@ -170,3 +176,16 @@ def test_report_script(study):
                           "--readme-path", str(other)], capture_output=True, text=True, env=env,
                          timeout=120)
     assert bad.returncode == 1 and "other.md" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_render_results_names_what_is_missing(study):
+    (study / "metrics" / "original_localization.json").unlink()
+    (study / "metrics" / "comparison.json").unlink()
+    text = render_results(study / "metrics", study / "weights")
+    lines = text.splitlines()
+    assert "Not yet made:" in lines
+    assert ("- `metrics/original_localization.json`: "
+            "`python scripts/interpret.py --weights weights/original/best.pth`") in lines
+    assert "- `metrics/comparison.json` (paired AUC differences): `python scripts/compare.py`" in lines
+    assert "| CAM pointing game (42 positive images) | – | 0.571 (0.410-0.710) |" in lines
+    assert "paired bootstrap AUC difference" not in text and "Run vs run" not in text

@@ -8,8 +8,8 @@ replaces the text between :data:`START_MARKER` and :data:`END_MARKER` with what
   operating threshold and the sensitivity/specificity at it, the test split's size);
 - ``metrics/comparison.json`` (the paired bootstrap AUC/AP differences run minus reference);
 - ``metrics/<run>_localization.json`` (pointing game, mass in boxes, IoU, the image-free
-  baselines and the ``paired`` block: map minus baseline on the same images), and
-  ``metrics/localization_comparison_paired.csv`` (run minus run, when it exists);
+  baselines and the ``paired`` block: map minus baseline on the same images) and
+  ``metrics/<run>_localization.csv`` (per image: run minus run, paired by patientId);
 - ``weights/<run>/config.json`` (the data source, the device asked for, the host and commit).
 
 It says which data made the numbers (a loud stamp for the synthetic demo), how many test images,
@@ -44,7 +44,6 @@ COMMANDS = {
     "eval": "python scripts/train_{run}.py",
     "comparison": "python scripts/compare.py",
     "localization": "python scripts/interpret.py --weights weights/{run}/best.pth",
-    "localization_comparison": "the comparison cells of notebooks/03-Interpretability",
     "all": "python scripts/run_pipeline.py",
 }
 _DASH = "–"
@@ -226,22 +225,34 @@ def _localization_rows(runs: Sequence[str], locs: Mapping[str, dict | None]) -> 
     return rows
 
 
-def _run_vs_run_lines(paired_csv: Path) -> list[str]:
-    """One line per run-vs-run localization comparison of ``localization_comparison_paired.csv``."""
-    try:
-        table = pd.read_csv(paired_csv)
-    except (OSError, ValueError):
+def _run_vs_run_lines(metrics_dir: Path, locs: Mapping[str, dict | None]) -> list[str]:
+    """One line per run-vs-run localization comparison, paired on the same images.
+
+    Computed here from the interpreted runs' per-image CSVs (``<run>_localization.csv``) with
+    :func:`pneumocam.localization_comparison.run_pairs` (the first run's bootstrap settings), so
+    the README needs no notebook run; a pair that cannot be paired says why.
+    """
+    from .localization_comparison import run_pairs  # imports torch: only when there are pairs
+
+    reports = {r: rep for r, rep in locs.items() if rep}
+    if len(reports) < 2:
         return []
-    if "kind" not in table.columns:
-        return []
+    tables = {}
+    for run in reports:
+        try:
+            tables[run] = pd.read_csv(metrics_dir / f"{run}_localization.csv",
+                                      dtype={"patientId": str})
+        except (OSError, ValueError):
+            continue
     lines = []
-    for _, row in table[table["kind"] == "run"].iterrows():
-        entry = {"difference": row["difference"], "ci95": [row["ci95_lo"], row["ci95_hi"]],
-                 "p_value": row["p_value"]}
-        m = row["metric"]
-        text = (f"- {METRIC_LABELS.get(m, m)}: {row['a']} {VERDICTS[verdict(entry)]} {row['b']}, "
-                f"paired difference {_diff(entry)} on {int(row['n'])} images")
-        lines.append(text + (f", McNemar p = {_p(entry)}" if m == "pointing_game" else "") + ".")
+    for pair in run_pairs(reports, tables):
+        if "skipped" in pair:
+            lines.append(f"- {pair['a']} vs {pair['b']}: no paired comparison ({pair['skipped']}).")
+            continue
+        m = pair["metric"]
+        text = (f"- {METRIC_LABELS[m]}: {pair['a']} {VERDICTS[verdict(pair)]} {pair['b']}, "
+                f"paired difference {_diff(pair)} on {pair['n']} images")
+        lines.append(text + (f", McNemar p = {_p(pair)}" if m == "pointing_game" else "") + ".")
     return lines
 
 
@@ -294,7 +305,7 @@ def render_results(metrics_dir: str | Path | None = None,
         lines += ["", "Paired rows: the mean per-image difference on the same images with its "
                       "paired bootstrap 95% interval; a map beats a baseline when the interval "
                       "lies above 0, and cannot be told apart from it when it contains 0."]
-    run_lines = _run_vs_run_lines(mdir / "localization_comparison_paired.csv")
+    run_lines = _run_vs_run_lines(mdir, locs)
     if run_lines:
         lines += ["", "Run vs run on the same positive images (localization):", *run_lines]
     missing = []
