@@ -542,9 +542,10 @@ def test_run_vs_run_is_paired_by_patient_id_and_worded_by_interval(tmp_path, mon
     assert f"McNemar p = {pg['p_value']:.3g}" in text
     assert "On the mass in boxes, balanced cannot be told apart from original" in text
     assert "original against the image-free baselines" in text
-    assert "original" in text and "is beaten by fixed point on the pointing game" in text
+    assert "original is beaten by: fixed point on the pointing game (-0.200" in text
     assert "balanced against the image-free baselines" in text
-    assert "beats fixed point on the pointing game (+0.300 [+0.100, +0.500]" in text
+    assert "balanced beats: fixed point on the pointing game (+0.300 [+0.100, +0.500]" in text
+    assert "balanced cannot be told apart from: fixed point on the mass in boxes" in text
     assert "overlap" not in text and "SYNTHETIC" in text
 
     table = paired_table(reports, pairs)

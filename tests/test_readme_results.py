@@ -189,3 +189,12 @@ def test_render_results_names_what_is_missing(study):
     assert "- `metrics/comparison.json` (paired AUC differences): `python scripts/compare.py`" in lines
     assert "| CAM pointing game (42 positive images) | – | 0.571 (0.410-0.710) |" in lines
     assert "paired bootstrap AUC difference" not in text and "Run vs run" not in text
+
+
+def test_the_repository_readme_has_one_results_block():
+    text = (REPO / "README.md").read_text()
+    spliced = replace_block(text, "generated", REPO / "README.md")
+    start, end = spliced.index(START_MARKER), spliced.index(END_MARKER)
+    assert spliced[start:end] == f"{START_MARKER}\ngenerated\n"
+    assert spliced[:start] == text[:text.index(START_MARKER)]
+    assert spliced[end:] == text[text.index(END_MARKER):]

@@ -277,10 +277,11 @@ def summarize_comparison(reports: Mapping[str, Mapping[str, Any]],
                     continue
                 groups[verdict(entry)].append(f"{label} on the {METRIC_LABELS[m]} "
                                               f"({fmt_paired(entry, m)})")
-        parts = [f"{VERDICTS[v]} {'; '.join(items)}" for v, items in groups.items() if items]
-        if parts:
+        if any(groups.values()):
             lines.append(f"{run} against the image-free baselines (map minus baseline on the same "
-                         "images, paired 95% interval): " + "; and ".join(parts) + ".")
+                         "images, paired 95% interval):")
+            lines += [f"  {run} {VERDICTS[v]}: {'; '.join(items)}."
+                      for v, items in groups.items() if items]
     for run, rep in reports.items():
         sanity = rep.get("sanity_check") or {}
         rho = sanity.get("mean_abs_rho")
