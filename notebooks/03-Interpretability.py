@@ -67,6 +67,8 @@ from pneumocam.interpret import available_runs, interpret_runs  # noqa: E402
 from pneumocam.localization_comparison import (  # noqa: E402
     compare_maps,
     comparison_table,
+    paired_table,
+    run_pairs,
     save_comparison,
     summarize_comparison,
 )
@@ -195,7 +197,7 @@ for run in present:
 
 # %%
 if available.side_by_side:
-    side_by_side = compare_maps({run: paths.run_weights_dir(run) / "best.pth" for run in present},
+    side_by_side = compare_maps({run: paths.run_files(run)["best"] for run in present},
                                 data_dir=data_dir, n=n_compare, method=method, device=device,
                                 batch_size=batch_size)
     display(Image(filename=side_by_side["figure"]))
@@ -211,10 +213,19 @@ else:
 # on images the classifier calls negative) with the challenge's mean average precision over IoU
 # 0.40–0.75. Saved to `metrics/localization_comparison.csv` and
 # `images/cam/localization_comparison.png`.
+#
+# Every comparison is made on the same images, so it is tested paired: the second table holds,
+# per metric, each run minus each baseline and run minus run (`a - b`, matched by patientId), the
+# mean per-image difference with a paired bootstrap 95% interval (the same resampled images on
+# both sides) and, for the pointing game, an exact McNemar p-value. `verdict` reads the interval:
+# above 0 "beats", below 0 "is beaten by", around 0 "cannot be told apart from". Saved to
+# `metrics/localization_comparison_paired.csv`.
 
 # %%
-saved = save_comparison(reports)
+pairs = run_pairs(reports)  # run minus run, from the per-image CSVs
+saved = save_comparison(reports, pairs=pairs)
 display(comparison_table(reports).set_index("name").round(3))
+display(paired_table(reports, pairs).round(4))
 display(Image(filename=saved["figure"]))
 
 # %% [markdown]
@@ -227,7 +238,7 @@ display(Image(filename=saved["figure"]))
 
 # %%
 display(sanity_table(reports))
-display(sanity_cascade(paths.run_weights_dir(present[-1]) / "best.pth", data_dir=data_dir,
+display(sanity_cascade(paths.run_files(present[-1])["best"], data_dir=data_dir,
                        split=split, n_images=sanity_images, method=method, device=device,
                        batch_size=batch_size).round(3))
 
@@ -238,4 +249,4 @@ display(sanity_cascade(paths.run_weights_dir(present[-1]) / "best.pth", data_dir
 # saved to `metrics/localization_comparison_conclusions.txt`), so they change when the numbers do.
 
 # %%
-print(summarize_comparison(reports))
+print(summarize_comparison(reports, pairs))

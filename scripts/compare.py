@@ -15,15 +15,18 @@ from pneumocam import cli, paths
 from pneumocam.compare import CompareConfig, compare_runs
 from pneumocam.errors import PneumocamError
 
+DEFAULTS = cli.config_defaults(CompareConfig)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", nargs="+", type=cli.run_name, default=None,
                         help="run names; the first listed (or 'original') is the reference "
                              "(default: original, balanced and posweight where their files exist)")
-    parser.add_argument("--n-boot", type=cli.positive_int, default=1000,
-                        help="paired bootstrap resamples of the test set (default 1000)")
-    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--n-boot", type=cli.positive_int, default=DEFAULTS["n_boot"],
+                        help="paired bootstrap resamples of the test set (default %(default)s)")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=DEFAULTS["seed"],
+                        help="bootstrap seed (default %(default)s)")
     args = parser.parse_args(argv)
     config = CompareConfig(runs=args.runs, n_boot=args.n_boot, seed=args.seed)
     try:

@@ -19,29 +19,31 @@ from pneumocam.errors import PneumocamError
 from pneumocam.interpret import InterpretConfig, interpret
 from pneumocam.processed import SPLITS
 
+DEFAULTS = cli.config_defaults(InterpretConfig)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", type=Path, default=paths.run_weights_dir("balanced") / "best.pth",
+    p.add_argument("--weights", type=Path, default=paths.run_files("balanced")["best"],
                    help="checkpoint of the run to interpret; the run name is its folder's name "
                         "(default: weights/balanced/best.pth)")
     p.add_argument("--data-dir", type=Path, default=None,
                    help="processed data folder; it must hold the data the run was trained on "
                         "(default: the folder recorded in the run's config.json, else "
                         "data/Processed)")
-    p.add_argument("--split", choices=SPLITS, default="test", help="split to interpret")
-    p.add_argument("--method", choices=METHODS, default="cam", help="class activation map method")
-    p.add_argument("--n", type=cli.non_negative_int, default=32,
+    p.add_argument("--split", choices=SPLITS, default=DEFAULTS["split"], help="split to interpret")
+    p.add_argument("--method", choices=METHODS, default=DEFAULTS["method"], help="class activation map method")
+    p.add_argument("--n", type=cli.non_negative_int, default=DEFAULTS["n"],
                    help="number of single-image overlays (positives first, then negatives)")
-    p.add_argument("--n-grid", type=cli.non_negative_int, default=8, help="examples per confusion-matrix grid")
+    p.add_argument("--n-grid", type=cli.non_negative_int, default=DEFAULTS["n_grid"], help="examples per confusion-matrix grid")
     p.add_argument("--save-maps", action="store_true",
                    help="also write metrics/<run>_maps.npy (raw maps of the whole split) and its index")
-    p.add_argument("--batch-size", type=cli.positive_int, default=64, help="images per forward pass")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--batch-size", type=cli.positive_int, default=DEFAULTS["batch_size"], help="images per forward pass")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULTS["device"],
                    help="where the model runs (auto: CUDA when available)")
-    p.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the bootstrap and the sanity check")
-    p.add_argument("--n-boot", type=cli.positive_int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    p.add_argument("--limit", type=cli.positive_int, default=None,
+    p.add_argument("--seed", type=cli.non_negative_int, default=DEFAULTS["seed"], help="seed of the bootstrap and the sanity check")
+    p.add_argument("--n-boot", type=cli.positive_int, default=DEFAULTS["n_boot"], help="bootstrap resamples for the 95%% CIs")
+    p.add_argument("--limit", type=cli.positive_int, default=DEFAULTS["limit"],
                    help="use only the first LIMIT images of each split (a quick look; its "
                         "outputs are named <run>_limitLIMIT and never replace the full ones)")
     p.add_argument("--no-submission", action="store_true",

@@ -16,6 +16,8 @@ from pneumocam.cam import METHODS
 from pneumocam.errors import PneumocamError
 from pneumocam.pipeline import PipelineConfig, run_pipeline
 
+DEFAULTS = cli.config_defaults(PipelineConfig)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -23,15 +25,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="RSNA-layout folder (default: the real data if present, else data/demo)")
     parser.add_argument("--processed-dir", type=Path, default=None,
                         help="where preprocessing writes its arrays (default: data/Processed)")
-    parser.add_argument("--epochs", type=cli.positive_int, default=None,
+    parser.add_argument("--epochs", type=cli.positive_int, default=DEFAULTS["epochs"],
                         help="epochs for both trainings (default: chosen by training; short on demo data)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=DEFAULTS["device"],
                         help="device for training and interpretation")
-    parser.add_argument("--method", choices=METHODS, default="cam", help="CAM method to interpret with")
-    parser.add_argument("--n", type=cli.non_negative_int, default=32, help="CAM overlays saved per run")
-    parser.add_argument("--seed", type=cli.non_negative_int, default=0,
+    parser.add_argument("--method", choices=METHODS, default=DEFAULTS["method"], help="CAM method to interpret with")
+    parser.add_argument("--n", type=cli.non_negative_int, default=DEFAULTS["n_overlays"], help="CAM overlays saved per run")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=DEFAULTS["seed"],
                         help="seed of both trainings and of every bootstrap")
-    parser.add_argument("--n-boot", type=cli.positive_int, default=1000,
+    parser.add_argument("--n-boot", type=cli.positive_int, default=DEFAULTS["n_boot"],
                         help="bootstrap resamples behind every 95%% interval")
     parser.add_argument("--overwrite", action="store_true",
                         help="retrain a run whose recorded settings or data differ from this "

@@ -46,7 +46,7 @@ def test_save_writes_a_png(save, tmp_path):
 
 def test_data_report_figures_go_through_the_atomic_save(tmp_path, monkeypatch):
     """plots_data writes its PNGs with plots.save_figure and keeps the figures showable."""
-    from conftest_train import make_processed
+    from helpers import make_processed
 
     from pneumocam import plots_data
 

@@ -53,9 +53,8 @@ def _write_run(run: str, test: pd.DataFrame, source: dict = DEMO, threshold: flo
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(tmp_path))
-    return tmp_path
+def root(project_root):
+    return project_root
 
 
 def test_clearly_better_run_has_a_diff_ci_above_zero(root):

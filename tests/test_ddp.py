@@ -7,13 +7,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest_train import make_processed
-from train_helpers import predict_proba
+from helpers import REPO, make_processed, predict_proba
 
 from pneumocam import paths
 from pneumocam.checkpoint import load_model_state
@@ -21,8 +19,6 @@ from pneumocam.data import DistributedWeightedSampler
 from pneumocam.metrics import safe_roc_auc
 from pneumocam.model import build_model
 from pneumocam.processed import load_split, read_stats
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_distributed_sampler_disjoint_balanced_shares():

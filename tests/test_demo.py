@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from helpers import REPO
 from pydicom.uid import JPEGBaseline8Bit
 
 from pneumocam import demo
 from pneumocam.errors import ConfigError, DataSourceError
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "make_demo_data.py"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 N_SMALL = 16

@@ -86,8 +86,7 @@ def test_view_and_class_analyses_say_why_when_undefined():
         assert cls[key]["roc_auc"] is None and "unknown" in cls[key]["reason"]
 
 
-def test_evaluate_run_writes_every_file_with_the_right_keys(tmp_path, monkeypatch):
-    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(tmp_path))
+def test_evaluate_run_writes_every_file_with_the_right_keys(project_root, tmp_path, monkeypatch):
     captured = []
     real_save = plots.save_figure
 
@@ -142,8 +141,7 @@ def test_evaluate_run_writes_every_file_with_the_right_keys(tmp_path, monkeypatc
     assert all(note for _, note in captured)
 
 
-def test_real_source_has_no_demo_note_and_no_curves_without_history(tmp_path, monkeypatch):
-    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(tmp_path))
+def test_real_source_has_no_demo_note_and_no_curves_without_history(project_root, tmp_path, monkeypatch):
     captured = []
     real_save = plots.save_figure
     monkeypatch.setattr(plots, "save_figure",
@@ -175,8 +173,7 @@ def test_demo_note_is_on_each_plot_function_only_for_demo():
         assert all("r:" in f.axes[0].get_title() for f in figs)  # run name in titles
 
 
-def test_one_class_test_set_gives_nulls_not_a_crash(tmp_path, monkeypatch):
-    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(tmp_path))
+def test_one_class_test_set_gives_nulls_not_a_crash(project_root, tmp_path, monkeypatch):
     test = _preds(30, 4)
     test["label"] = 0
     val = _preds(30, 5)
@@ -190,8 +187,7 @@ def test_one_class_test_set_gives_nulls_not_a_crash(tmp_path, monkeypatch):
     _strict_json(paths.metrics_dir() / "tiny_eval.json")
 
 
-def test_bad_inputs_raise_clear_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(tmp_path))
+def test_bad_inputs_raise_clear_errors(project_root, tmp_path, monkeypatch):
     val, test = _preds(20, 6), _preds(20, 7)
     with pytest.raises(DataSourceError, match="kind"):
         evaluate_run("x", val, test, {"path": "somewhere"}, n_boot=10)
@@ -204,9 +200,8 @@ def test_bad_inputs_raise_clear_errors(tmp_path, monkeypatch):
     assert not (paths.metrics_dir() / "x_eval.json").exists()
 
 
-def test_predictions_from_other_data_than_the_run_was_trained_on_are_refused(tmp_path,
+def test_predictions_from_other_data_than_the_run_was_trained_on_are_refused(project_root, tmp_path,
                                                                              monkeypatch):
-    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(tmp_path))
     trained = {"kind": "demo", "labels_sha256": "ab" * 32, "split_fingerprint": "0123456789abcdef"}
     config = paths.run_files("x")["config"]
     config.parent.mkdir(parents=True)

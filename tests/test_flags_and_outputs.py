@@ -3,7 +3,6 @@ half-written, and Ctrl-C ends every script with one line and exit status 130."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest_train import make_processed
+from helpers import REPO, run_script, script_env
 
 from pneumocam import atomic, cli, paths
 from pneumocam import interpret as interpret_module
@@ -22,22 +21,13 @@ from pneumocam.errors import ConfigError, OutputFolderError, TrainingDivergedErr
 from pneumocam.interpret import InterpretConfig, interpret
 from pneumocam.train import TrainConfig, train, validate_config
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = dict(epochs=1, batch_size=16, n_boot=20, progress=False)
 
 
 @pytest.fixture()
-def root(tmp_path, monkeypatch):
-    """An empty PNEUMOCAM_ROOT with a tiny processed dataset (no run yet)."""
-    make_processed(tmp_path)
-    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(tmp_path))
-    return tmp_path
-
-
-def _script(name: str, *args: str, root: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, paths.ROOT_ENV_VAR: str(root)}
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], env=env,
-                          capture_output=True, text=True, timeout=300)
+def root(tiny_root):
+    """A project root with a tiny processed dataset and no run yet."""
+    return tiny_root
 
 
 def _output_files(root: Path) -> list[Path]:
@@ -63,7 +53,7 @@ def test_safe_run_names_pass(name):
 
 @pytest.mark.parametrize("name", ["", "../../escape_run", "/tmp/abs_run"])
 def test_training_script_refuses_a_bad_run_name_before_writing(root, name):
-    res = _script("train_balanced.py", "--run-name", name, "--epochs", "1", root=root)
+    res = run_script("train_balanced.py", "--run-name", name, "--epochs", "1", root=root)
     assert res.returncode == 2 and "--run-name" in res.stderr and "Traceback" not in res.stderr
     assert _output_files(root) == []
     assert not (root.parent / "escape_run").exists()
@@ -84,7 +74,7 @@ def test_train_refuses_a_bad_run_name_in_the_config(root):
                                          ("--limit", "1")])
 def test_bad_training_flags_fail_before_any_work(tmp_path, flag, value):
     # No processed data here: a bad flag must be refused before the demo data is prepared.
-    res = _script("train_original.py", flag, value, "--no-progress", root=tmp_path)
+    res = run_script("train_original.py", flag, value, "--no-progress", root=tmp_path)
     assert res.returncode == 2, res.stdout[-500:] + res.stderr[-1500:]
     assert flag in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "data").exists() and _output_files(tmp_path) == []
@@ -127,9 +117,9 @@ def test_compare_refuses_non_positive_bootstrap_counts(root):
     with pytest.raises(ConfigError, match="--n-boot"):
         compare_runs(["a", "b"], n_boot=0)
     for value in ("0", "-1"):
-        res = _script("compare.py", "--n-boot", value, root=root)
+        res = run_script("compare.py", "--n-boot", value, root=root)
         assert res.returncode == 2 and "--n-boot" in res.stderr and "Traceback" not in res.stderr
-    res = _script("compare.py", "--runs", "original", "../x", root=root)
+    res = run_script("compare.py", "--runs", "original", "../x", root=root)
     assert res.returncode == 2 and "run name" in res.stderr
 
 
@@ -198,7 +188,7 @@ def test_run_main_turns_ctrl_c_into_one_line_and_130(capsys):
 
 
 def test_ctrl_c_during_training_exits_130_without_traceback_or_partial_rows(root):
-    env = {**os.environ, paths.ROOT_ENV_VAR: str(root)}
+    env = script_env(root)
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / "train_balanced.py"), "--epochs", "200",
          "--batch-size", "16", "--no-progress", "--n-boot", "20"],

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import REPO
 
 from pneumocam import paths, processed
 from pneumocam.checkpoint import save_checkpoint
@@ -27,7 +28,6 @@ from pneumocam.model import build_model
 
 SIZE = 48  # layer4 is 2 x 2 at 48 px: the smallest input whose CAM is not one constant cell
 COUNTS = {"train": 16, "val": 10, "test": 10}
-REPO = Path(__file__).resolve().parents[1]
 RG1 = "RG1_UNCR.dcm"  # pydicom-data test file; exact name only (a wildcard would try to download)
 
 
@@ -409,10 +409,13 @@ def test_summarize_comparison_builds_sentences_from_numbers():
     text = summarize_comparison({"original": report(0.5, [0.4, 0.6]),
                                  "balanced": report(0.8, [0.7, 0.9])})
     assert "balanced" in text and "0.800" in text and "0.500" in text
-    assert "non-overlapping" in text and "synthetic" not in text.lower()
+    assert "synthetic" not in text.lower() and "overlap" not in text
+    # without per-image tables, no claim about which run is better
+    assert "No paired run-vs-run comparison" in text and "balanced beats" not in text
     text = summarize_comparison({"original": report(0.5, [0.4, 0.6], "demo", passed=False),
                                  "balanced": report(0.55, [0.45, 0.65], "demo")})
-    assert "SYNTHETIC" in text and "overlap" in text and "FAILED" in text
+    assert "SYNTHETIC" in text and "FAILED" in text
+    assert "no paired comparison with the image-free baselines" in text
 
 
 def test_scripts_run_and_fail_cleanly(at_root, capsys):
@@ -494,3 +497,119 @@ def test_partial_interpretation_never_replaces_the_full_one(at_root):
     assert quick["outputs"]["grid_tp"].endswith("balanced_limit6_grid_tp.png")
     assert (root / "images" / "cam" / "balanced_limit6_grid_tp.png").is_file()
     assert len(list((root / "images" / "cam" / "balanced_limit6").glob("*.png"))) == 1
+
+
+# --------------------------------------------------------------------------- paired statistics
+
+
+def test_interpret_writes_paired_block_and_baselines_per_image(at_root):
+    from pneumocam.interpret import BASELINE_CSV_COLUMNS, interpret
+
+    root, weights = at_root
+    interpret(_config(weights, n=0, n_grid=0, n_boot=40, submission=False))
+    report = json.loads((root / "metrics" / "balanced_localization.json").read_text())
+    table = pd.read_csv(root / "metrics" / "balanced_localization.csv", dtype={"patientId": str})
+    assert set(BASELINE_CSV_COLUMNS) <= set(table.columns)
+    assert set(table["fixed_point_hit"]) <= {0, 1}
+    columns = {"pointing_game": "hit", "mass_in_boxes": "mass_in_boxes", "iou": "iou"}
+    mine = {"pointing_game": "pointing_hit", "mass_in_boxes": "mass_in_boxes", "iou": "iou"}
+    for key in ("fixed_point", "mean_box_prior", "uniform_random"):
+        for metric, col in columns.items():
+            entry = report["paired"][key][metric]
+            base = table[f"{key}_{col}"].to_numpy(float)
+            # the CSV lets a reader recompute the JSON's paired difference and baseline value
+            assert entry["difference"] == pytest.approx(
+                np.nanmean(table[mine[metric]].to_numpy(float) - base), abs=1e-5)
+            assert report["baselines"][key][metric]["value"] == pytest.approx(
+                np.nanmean(base), abs=1e-5)
+            assert entry["n"] <= len(table) and 0 <= entry["p_value"] <= 1
+            lo, hi = entry["ci95"]
+            assert lo <= entry["difference"] <= hi
+    assert "McNemar" in report["paired"]["fixed_point"]["pointing_game"]["test"]
+
+
+def _fake_run(root: Path, run: str, hits: Sequence[int], mass: Sequence[float],
+              paired_pg: dict, ids: Sequence[str] | None = None) -> dict:
+    """A handwritten localization JSON + per-image CSV for ``run`` under ``root/metrics``."""
+    n = len(hits)
+    ids = list(ids) if ids is not None else [f"p{i:02d}" for i in range(n)]
+    metrics = root / "metrics"
+    metrics.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"patientId": ids, "pointing_hit": hits, "mass_in_boxes": mass,
+                  "iou": np.asarray(mass) / 2}).to_csv(metrics / f"{run}_localization.csv",
+                                                       index=False)
+    est = {"value": float(np.mean(hits)), "ci95": [0.0, 1.0], "n": n}
+    flat = {"difference": 0.0, "ci95": [-0.1, 0.1], "p_value": 1.0, "n": n, "test": "x"}
+    paired = {key: {"pointing_game": paired_pg, "mass_in_boxes": flat, "iou": flat}
+              for key in ("fixed_point", "mean_box_prior", "uniform_random")}
+    report = {"pointing_game": est, "mass_in_boxes": est, "iou": est, "n_images": n,
+              "paired": paired, "split": "test", "method": "cam",
+              "config": {"n_boot": 200, "seed": 0}, "data_source": {"kind": "demo"},
+              "synthetic_demo": True, "sanity_check": {"passed": True, "mean_abs_rho": 0.1}}
+    (metrics / f"{run}_localization.json").write_text(json.dumps(report))
+    return report
+
+
+def test_run_vs_run_is_paired_by_patient_id_and_worded_by_interval(tmp_path, monkeypatch):
+    from pneumocam.localization import mcnemar_p
+    from pneumocam.localization_comparison import (
+        PAIRED_COLUMNS,
+        load_reports,
+        paired_table,
+        run_pairs,
+        save_comparison,
+        summarize_comparison,
+    )
+
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(tmp_path))
+    n = 30
+    better = {"difference": 0.3, "ci95": [0.1, 0.5], "p_value": 0.004, "n": n, "test": "McNemar"}
+    worse = {"difference": -0.2, "ci95": [-0.4, -0.05], "p_value": 0.03, "n": n, "test": "McNemar"}
+    orig_hits = [0] * 20 + [1] * 10
+    bal_hits = [1] * 16 + [0] * 4 + [1] * 10  # 16 discordant pairs, all for balanced
+    mass = list(np.linspace(0.1, 0.6, n))
+    _fake_run(tmp_path, "original", orig_hits, mass, worse)
+    ids = [f"p{i:02d}" for i in range(n)]
+    # balanced's CSV lists the same images in another order: pairing is by patientId
+    order = np.random.default_rng(0).permutation(n)
+    _fake_run(tmp_path, "balanced", [bal_hits[i] for i in order], [mass[i] for i in order],
+              better, ids=[ids[i] for i in order])
+    reports = load_reports(["original", "balanced"])
+    pairs = run_pairs(reports)
+    pg = next(p for p in pairs if p["metric"] == "pointing_game")
+    assert (pg["a"], pg["b"]) == ("balanced", "original")
+    assert pg["difference"] == pytest.approx(16 / 30) and pg["discordant"] == [16, 0]
+    assert pg["p_value"] == pytest.approx(mcnemar_p(np.array(bal_hits), np.array(orig_hits)))
+    assert pg["ci95"][0] > 0
+    mass_pair = next(p for p in pairs if p["metric"] == "mass_in_boxes")
+    assert mass_pair["difference"] == pytest.approx(0.0) and mass_pair["ci95"] == [0.0, 0.0]
+
+    text = summarize_comparison(reports, pairs)
+    assert "On the pointing game, balanced beats original" in text
+    assert f"McNemar p = {pg['p_value']:.3g}" in text
+    assert "On the mass in boxes, balanced cannot be told apart from original" in text
+    assert "original against the image-free baselines" in text
+    assert "original is beaten by: fixed point on the pointing game (-0.200" in text
+    assert "balanced against the image-free baselines" in text
+    assert "balanced beats: fixed point on the pointing game (+0.300 [+0.100, +0.500]" in text
+    assert "balanced cannot be told apart from: fixed point on the mass in boxes" in text
+    assert "overlap" not in text and "SYNTHETIC" in text
+
+    table = paired_table(reports, pairs)
+    assert tuple(table.columns) == PAIRED_COLUMNS
+    assert set(table["kind"]) == {"baseline", "run"} and len(table) == 2 * 9 + 3
+    run_row = table[(table.kind == "run") & (table.metric == "pointing_game")].iloc[0]
+    assert run_row["verdict"] == "beats" and run_row["n"] == n
+
+    saved = save_comparison(reports)
+    on_disk = pd.read_csv(saved["paired"])
+    assert len(on_disk) == len(table)
+    assert "balanced beats original" in saved["conclusions"].read_text()
+
+    # different images: no paired claim, and the reason is said
+    _fake_run(tmp_path, "other", orig_hits[:10], mass[:10], better)
+    pairs = run_pairs(load_reports(["original", "other"]))
+    assert pairs == [{"a": "other", "b": "original", "skipped": pairs[0]["skipped"]}]
+    assert "different images" in pairs[0]["skipped"]
+    assert "no paired comparison" in summarize_comparison(load_reports(["original", "other"]),
+                                                          pairs)

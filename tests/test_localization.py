@@ -202,6 +202,87 @@ def test_localization_report_threshold_sources():
     assert miss["mass_in_boxes"]["value"] == 0.0
 
 
+# --------------------------------------------------------------------------- paired statistics
+
+
+def test_mcnemar_p_exact_binomial_on_discordant_pairs():
+    from pneumocam.localization import mcnemar_p
+
+    same = np.array([1, 0, 1, 0], bool)
+    assert mcnemar_p(same, same) == 1.0  # no discordant pair
+    a = np.array([1] * 6 + [0] * 4, bool)
+    b = np.zeros(10, bool)
+    assert mcnemar_p(a, b) == pytest.approx(2 * 0.5**6)  # 6 discordant, all one way
+    assert mcnemar_p(b, a) == pytest.approx(2 * 0.5**6)  # two-sided: symmetric
+    # concordant pairs do not count: 3 a-only, 3 b-only -> p = 1
+    a = np.array([1, 1, 1, 0, 0, 0, 1, 1], bool)
+    b = np.array([0, 0, 0, 1, 1, 1, 1, 1], bool)
+    assert mcnemar_p(a, b) == pytest.approx(1.0)
+
+
+def test_paired_difference_uses_the_same_indices_on_both_sides():
+    from pneumocam.localization import paired_difference
+    from pneumocam.metrics import bootstrap_indices
+
+    rng = np.random.default_rng(3)
+    b = rng.random(40)
+    a = b + 0.05 + rng.normal(0, 0.01, 40)  # a little better on every image
+    out = paired_difference(a, b, "iou", n_boot=300, seed=7)
+    idx = bootstrap_indices(40, 300, 7)
+    means = (a - b)[idx].mean(axis=1)
+    assert out["difference"] == pytest.approx(np.mean(a - b))
+    assert out["ci95"] == [pytest.approx(v) for v in np.percentile(means, [2.5, 97.5])]
+    assert out["ci95"][0] > 0 and out["n"] == 40 and out["p_value"] == 0.0
+    assert "bootstrap" in out["test"]
+    # the unpaired intervals of a and b overlap, the paired one is well above 0
+    assert np.percentile(a, 2.5) < np.percentile(b, 97.5)
+    # a nan on either side drops that pair
+    a2 = a.copy()
+    a2[0] = np.nan
+    assert paired_difference(a2, b, "iou", n_boot=50)["n"] == 39
+    with pytest.raises(ValueError, match="same images"):
+        paired_difference(a[:3], b, "iou")
+
+
+def test_paired_difference_pointing_game_has_mcnemar_and_verdicts():
+    from pneumocam.localization import paired_difference, verdict
+
+    a = np.array([1] * 12 + [0] * 3, float)
+    b = np.array([0] * 10 + [1] * 2 + [0] * 3, float)
+    out = paired_difference(a, b, "pointing_game", n_boot=400, seed=0)
+    assert out["difference"] == pytest.approx(10 / 15)
+    assert out["discordant"] == [10, 0]
+    assert out["p_value"] == pytest.approx(2 * 0.5**10)
+    assert "McNemar" in out["test"]
+    assert verdict(out) == "above"
+    assert verdict(paired_difference(b, a, "pointing_game", n_boot=400)) == "below"
+    tie = paired_difference(a, a, "pointing_game", n_boot=50)
+    assert tie["p_value"] == 1.0 and tie["ci95"] == [0.0, 0.0] and verdict(tie) == "contains"
+    empty = paired_difference([np.nan], [0.0], "mass_in_boxes")
+    assert empty["n"] == 0 and verdict(empty) == "undefined"
+
+
+def test_localization_report_paired_block_matches_per_image_columns():
+    size = 16
+    rng = np.random.default_rng(0)
+    boxes = [[[int(x), int(y), 6, 6]] for x, y in rng.integers(0, 10, size=(20, 2))]
+    train = [[[int(x), int(y), 6, 6]] for x, y in rng.integers(0, 10, size=(30, 2))]
+    report = localization_report(_blob_maps(boxes, size), boxes, train, n_boot=200, seed=2)
+    rows = report["per_image"]
+    for key in ("fixed_point", "mean_box_prior", "uniform_random"):
+        for metric in ("pointing_game", "mass_in_boxes", "iou"):
+            entry = report["paired"][key][metric]
+            assert set(entry) >= {"difference", "ci95", "p_value", "n", "test"}
+            base = np.array([r[f"{key}_{metric}"] for r in rows], float)
+            mine = np.array([r[metric] for r in rows], float)
+            assert entry["difference"] == pytest.approx(np.nanmean(mine - base))
+            # the per-image baseline column averages to the baseline's reported value
+            assert report["baselines"][key][metric]["value"] == pytest.approx(np.nanmean(base))
+    # a perfect localizer beats the mean-box prior on every metric
+    for metric in ("pointing_game", "mass_in_boxes", "iou"):
+        assert report["paired"]["mean_box_prior"][metric]["ci95"][0] > 0
+
+
 # --------------------------------------------------------------------------- the peak
 
 

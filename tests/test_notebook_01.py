@@ -7,11 +7,11 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from helpers import REPO
 from notebook_runner import cell_text, inject_parameters, run_notebook
 
 from pneumocam.processed import read_manifest, read_stats
 
-REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "01-Preprocess.ipynb"
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import REPO
 from notebook_runner import cell_text, run_notebook
 from test_interpret import build_root
 
-REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "03-Interpretability.ipynb"
 
 

@@ -8,7 +8,7 @@ import nbformat
 import pandas as pd
 import pytest
 import torch
-from conftest_train import make_processed
+from helpers import make_processed
 from notebook_runner import cell_text, run_notebook
 
 from pneumocam import paths

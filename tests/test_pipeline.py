@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import REPO
 
 from pneumocam.demo import make_demo_dataset
 from pneumocam.preprocess import PreprocessConfig, run_preprocess
 from pneumocam.processed import read_manifest, read_stats, split_fingerprint
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _env(root: Path) -> dict[str, str]:
@@ -101,7 +100,7 @@ def test_pipeline_stops_with_the_failing_stage_named(tmp_path: Path) -> None:
 def trained_root(tmp_path_factory):
     """A root with tiny processed data and the run 'original' trained exactly as the pipeline
     would train it with --epochs 1 --device cpu --n-boot 20 (same arguments, in-process)."""
-    from conftest_train import make_processed
+    from helpers import make_processed
 
     from pneumocam import paths
     from pneumocam.pipeline import PipelineConfig, _training_args
@@ -141,7 +140,7 @@ def test_a_finished_run_is_skipped_only_with_the_same_settings(trained_root, mon
 
 
 def test_a_finished_run_on_other_data_is_refused(trained_root, tmp_path, monkeypatch):
-    from conftest_train import make_processed
+    from helpers import make_processed
 
     from pneumocam import paths
     from pneumocam.errors import ConfigError

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest_train import make_processed
-from train_helpers import predict_proba
+from helpers import REPO, make_processed, predict_proba
 
 from pneumocam import paths
 from pneumocam.checkpoint import load_checkpoint, load_model_state
@@ -39,7 +38,6 @@ from pneumocam.train import (
     train,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 # Settings shared by the runs that must agree (determinism, resume): 3 epochs of 3 steps.
 BASE = dict(sampler="balanced", epochs=3, batch_size=16, n_boot=20, progress=False, seed=3)
 

@@ -21,9 +21,11 @@ before any work starts: ``--n-boot 0``, ``--lr inf``, ``--run-name ../x``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from . import paths
 from .errors import ConfigError, PneumocamError
@@ -49,6 +51,13 @@ def run_main(main: Callable[[], int], resume_hint: str = "rerun the same command
         print(f"\ninterrupted; {resume_hint}.", file=sys.stderr, flush=True)
         code = EXIT_INTERRUPTED
     sys.exit(code)
+
+
+def config_defaults(config_class: type) -> dict[str, Any]:
+    """``{field: default}`` of a configuration dataclass: the one place a stage's defaults are
+    written; its script's argparse reads them from here (fields without a default are left out)."""
+    return {f.name: f.default for f in dataclasses.fields(config_class)
+            if f.default is not dataclasses.MISSING}
 
 
 def _number(text: str, kind: type) -> float | int:

@@ -296,9 +296,9 @@ def compare_runs(runs: list[str] | None = None, n_boot: int = 1000, seed: int = 
             diff = s[key] - samples[ref][key]
             summ = M.summarize(row[key] - rows[0][key], diff)
             share = M.share_not_above_zero(diff)
-            row.update({f"{short}_diff_vs_reference": summ["value"],
-                        f"{short}_diff_ci95_lo": summ["ci95"][0],
-                        f"{short}_diff_ci95_hi": summ["ci95"][1],
+            diff_est = M.Estimate.from_json(summ)
+            row.update({f"{short}_diff_vs_reference": diff_est.value,
+                        f"{short}_diff_ci95_lo": diff_est.low, f"{short}_diff_ci95_hi": diff_est.high,
                         f"{short}_diff_share_le_0": share})
             paired.append({"run": d.name, "reference": ref, "metric": key, **summ,
                            "share_diff_le_0": share})

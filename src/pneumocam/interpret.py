@@ -9,7 +9,9 @@ run in ``weights/<run>/best.pth`` it:
    ``metrics/<run>_maps.npy`` through a memory map, never held whole);
 3. measures localization on the split's positives (pointing game, mass in boxes, IoU, each with a
    bootstrap interval and beside the fixed-point, mean-box-prior and uniform-random baselines
-   built from the training boxes) -> ``metrics/<run>_localization.{json,csv}``;
+   built from the training boxes; the JSON's ``paired`` block tests map minus each baseline on
+   the same images, the CSV holds each baseline's per-image values beside the map's)
+   -> ``metrics/<run>_localization.{json,csv}``;
 4. turns each map into boxes and scores the RSNA challenge metric; writes a Kaggle submission for
    ``stage_2_test_images`` when the data source has them;
 5. runs the model-parameter randomisation sanity check (Adebayo et al., 2018);
@@ -42,7 +44,7 @@ from .cam import METHODS
 from .compare import train_command
 from .detection import choose_box_threshold, detect_boxes, rsna_image_score, rsna_metric
 from .errors import ConfigError, ProcessedDataError, RunOutputsError
-from .localization import localization_report
+from .localization import BASELINE_LABELS, METRICS, localization_report
 from .metrics import safe_roc_auc, threshold_metrics
 from .predict import LoadedRun, load_run, normalize_images, warn
 from .processed import (
@@ -66,9 +68,14 @@ from .split_maps import (
 )
 from .submission import find_test_images, write_submission
 
+#: The image-free baselines' per-image values, beside the map's (``<baseline>_hit`` etc.), so a
+#: reader can recompute every paired difference of the JSON's ``paired`` block.
+BASELINE_CSV_COLUMNS = tuple(
+    f"{key}_{'hit' if m == 'pointing_game' else m}"
+    for key in BASELINE_LABELS for m in METRICS)
 LOCALIZATION_CSV_COLUMNS = (
     "patientId", "label", "prob", "predicted_positive", "pointing_hit", "mass_in_boxes", "iou",
-    "n_boxes", "n_pred_boxes", "rsna_score", "peak_x", "peak_y",
+    "n_boxes", "n_pred_boxes", "rsna_score", "peak_x", "peak_y", *BASELINE_CSV_COLUMNS,
 )
 
 
@@ -357,11 +364,17 @@ def _fmt(value: float | None) -> str:
     return "" if value is None or math.isnan(value) else f"{value:.6f}"
 
 
+def _cell(value: Any, metric: str) -> Any:
+    """A baseline's per-image value as the CSV holds it: 0/1 for a hit, else :func:`_fmt`."""
+    return int(bool(value)) if metric == "pointing_game" else _fmt(value)
+
+
 def _write_localization_csv(path: Path, split: _Split, maps: SplitMaps, threshold: float,
                             per_image: Sequence[Mapping], preds: Sequence) -> None:
-    """One row per measured positive (:data:`LOCALIZATION_CSV_COLUMNS`). ``peak_x``,
-    ``peak_y``: the pointing game's peak (:func:`pneumocam.overlays.map_peak` of the map at its
-    own resolution) in array pixels, the boxes' frame (pixel ``c`` covers ``[c, c + 1)``)."""
+    """One row per measured positive (:data:`LOCALIZATION_CSV_COLUMNS`), the baselines' hit,
+    mass and IoU on that image beside the map's. ``peak_x``, ``peak_y``: the pointing game's
+    peak (:func:`pneumocam.overlays.map_peak` of the map at its own resolution) in array
+    pixels, the boxes' frame (pixel ``c`` covers ``[c, c + 1)``)."""
     ids, probs, boxes = split.ids, maps.probs, split.boxes
     with atomic_write(path, newline="") as fh:
         writer = csv.writer(fh)
@@ -372,7 +385,9 @@ def _write_localization_csv(path: Path, split: _Split, maps: SplitMaps, threshol
                              int(bool(row["pointing_game"])), _fmt(row["mass_in_boxes"]),
                              _fmt(row["iou"]), len(boxes[i]), len(preds[i]),
                              _fmt(rsna_image_score(preds[i], boxes[i])), f"{px:.2f}",
-                             f"{py:.2f}"])
+                             f"{py:.2f}",
+                             *(_cell(row[f"{key}_{m}"], m) for key in BASELINE_LABELS
+                               for m in METRICS)])
 
 
 def _draw(run: LoadedRun, split: _Split, maps: SplitMaps, idx: np.ndarray,

@@ -15,6 +15,12 @@ Conventions:
   validation split).
 - Baselines: a single fixed point (the pixel inside the boxes of most training images), the
   mean training-box mask used as one map for every image, and uniform-random maps.
+- Paired statistics (:func:`paired_difference`): every comparison is on the same images, so it
+  is tested on the per-image differences: a seeded paired bootstrap 95% interval of the mean
+  difference (the same resampled image indices on both sides,
+  :func:`pneumocam.metrics.bootstrap_indices`) and, for the hit/miss pointing game, an exact
+  McNemar test (:func:`mcnemar_p`). :func:`verdict` reads the interval: ``beats`` (above 0),
+  ``is beaten by`` (below 0), ``cannot be told apart from`` (contains 0).
 
 The peak (:func:`peak_yx`) is taken on a map at its own resolution: for a 7x7 CAM the centre of
 the strongest cell, mapped to input pixels by the half-pixel convention of the bilinear
@@ -31,9 +37,13 @@ the same rule with ``s = 1``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
+from scipy.stats import binomtest
+
+from .metrics import bootstrap_indices, percentile_ci
 
 Box = Sequence[float]
 IOU_CANDIDATES = np.linspace(0.05, 0.95, 19)
@@ -42,6 +52,17 @@ METRICS = ("pointing_game", "mass_in_boxes", "iou")
 METRIC_LABELS = {"pointing_game": "pointing game", "mass_in_boxes": "mass in boxes", "iou": "IoU"}
 BASELINE_LABELS = {"fixed_point": "fixed point", "mean_box_prior": "mean-box prior",
                    "uniform_random": "uniform random"}
+#: How the p-value of each metric's paired comparison is computed (also in the JSON).
+PAIRED_TESTS = {
+    "pointing_game": "exact McNemar: two-sided binomial test on the discordant pairs",
+    "mass_in_boxes": "paired bootstrap, two-sided: 2 x min(share of resampled mean differences "
+                     "<= 0, share >= 0), at most 1",
+    "iou": "paired bootstrap, two-sided: 2 x min(share of resampled mean differences <= 0, "
+           "share >= 0), at most 1",
+}
+#: The words for a paired interval above 0, below 0, containing 0, or undefined.
+VERDICTS = {"above": "beats", "below": "is beaten by", "contains": "cannot be told apart from",
+            "undefined": "has no paired comparison with"}
 
 
 def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -349,8 +370,11 @@ def localization_report(
         ``"iou_threshold"`` and ``"iou_threshold_source"`` (``"given"``, ``"val"``, or
         ``"test"`` when no validation split was given: optimistic), ``"n_images"``,
         ``"baselines": {"fixed_point", "mean_box_prior", "uniform_random"}`` (each the three
-        metrics, plus ``"point"`` or ``"iou_threshold"``), and ``"per_image"``: a list of
-        dicts (``id``, ``n_boxes``, ``box_fraction`` and the three metrics) for a DataFrame.
+        metrics, plus ``"point"`` or ``"iou_threshold"``), ``"paired"``: ``{baseline: {metric:
+        {"difference", "ci95", "p_value", "test", "n"}}}`` (map minus baseline on the same
+        images, :func:`paired_difference`), and ``"per_image"``: a list of dicts (``id``,
+        ``n_boxes``, ``box_fraction``, the three metrics and ``<baseline>_<metric>`` for each
+        baseline, so every paired number can be recomputed) for a DataFrame.
         Baselines choose their own IoU threshold by the same rule: on ``val_boxes`` when
         given (random maps drawn for the val images), else on the evaluated boxes.
     """
@@ -377,13 +401,19 @@ def localization_report(
     choose_random = uniform_random_maps(len(choose_boxes), shape, rand_seed + 1)
     random_t = choose_iou_threshold(choose_random, choose_boxes)
     random_values = _map_metrics(uniform_random_maps(n, shape, rand_seed), boxes, random_t)
+    base_values = {
+        "fixed_point": _shared_map_metrics(point_map, boxes, 1.0),
+        "mean_box_prior": _shared_map_metrics(prior, boxes, prior_t),
+        "uniform_random": random_values,
+    }
     report["baselines"] = {
-        "fixed_point": {**_summaries(_shared_map_metrics(point_map, boxes, 1.0), n_boot, seed),
-                        "point": [x, y]},
-        "mean_box_prior": {**_summaries(_shared_map_metrics(prior, boxes, prior_t), n_boot, seed),
+        "fixed_point": {**_summaries(base_values["fixed_point"], n_boot, seed), "point": [x, y]},
+        "mean_box_prior": {**_summaries(base_values["mean_box_prior"], n_boot, seed),
                            "iou_threshold": prior_t},
         "uniform_random": {**_summaries(random_values, n_boot, seed), "iou_threshold": random_t},
     }
+    # Map minus baseline on the same images, resampled with the bootstrap's seed.
+    report["paired"] = paired_against_baselines(values, base_values, n_boot, seed)
     area = float(shape[0] * shape[1])
     report["per_image"] = [
         {
@@ -393,7 +423,96 @@ def localization_report(
             "pointing_game": bool(values["pointing_game"][i]),
             "mass_in_boxes": float(values["mass_in_boxes"][i]),
             "iou": float(values["iou"][i]),
+            **{f"{key}_{m}": (bool(vals[m][i]) if m == "pointing_game" else float(vals[m][i]))
+               for key, vals in base_values.items() for m in METRICS},
         }
         for i in range(n)
     ]
     return report
+
+
+# --------------------------------------------------------------------------- paired statistics
+
+
+def mcnemar_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact McNemar p-value for two paired hit/miss vectors ((N,) bool or 0/1).
+
+    A two-sided binomial test (``scipy.stats.binomtest``, p = 0.5) of the ``a``-only hits among
+    the discordant pairs; 1.0 when there are none. In [0, 1].
+    """
+    a, b = np.asarray(a).astype(bool), np.asarray(b).astype(bool)
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    if only_a + only_b == 0:
+        return 1.0
+    return float(binomtest(only_a, only_a + only_b, 0.5, alternative="two-sided").pvalue)
+
+
+def paired_difference(a, b, metric: str, n_boot: int = 1000, seed: int = 0) -> dict:
+    """The per-image difference ``a - b`` of one metric on the same images, tested paired.
+
+    Args:
+        a, b: (N,) per-image values of the two sides (hit 0/1 for ``pointing_game``, a share
+            in [0, 1] otherwise), in the same image order. Pairs with a nan on either side are
+            dropped (a map with no positive mass has no mass in boxes).
+        metric: one of :data:`METRICS`; picks the test (:data:`PAIRED_TESTS`).
+        n_boot, seed: bootstrap resamples and seed; both sides are resampled with the same
+            image indices (:func:`pneumocam.metrics.bootstrap_indices`).
+
+    Returns:
+        ``{"difference": mean(a - b), "ci95": [lo, hi], "p_value": p, "test": how p was
+        computed, "n": pairs used}`` plus, for the pointing game, ``"discordant": [a only,
+        b only]``; nan everywhere when no pair is left.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r}: expected one of {METRICS}")
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same images: got {a.size} and {b.size}")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    out: dict = {"difference": math.nan, "ci95": [math.nan, math.nan], "p_value": math.nan,
+                 "test": PAIRED_TESTS[metric], "n": int(a.size)}
+    if metric == "pointing_game":
+        out["discordant"] = [int(((a > 0) & ~(b > 0)).sum()), int((~(a > 0) & (b > 0)).sum())]
+    if a.size == 0:
+        return out
+    diff = a - b
+    idx = bootstrap_indices(diff.size, n_boot, seed)
+    means = np.concatenate([diff[chunk].mean(axis=1) for chunk in np.array_split(
+        idx, max(1, n_boot // 256 + 1))])
+    lo, hi, _ = percentile_ci(means)
+    out.update(difference=float(diff.mean()), ci95=[lo, hi])
+    if metric == "pointing_game":
+        out["p_value"] = mcnemar_p(a > 0, b > 0)
+    else:
+        out["p_value"] = float(min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0))))
+    return out
+
+
+def verdict(entry) -> str:
+    """``above`` / ``below`` / ``contains`` / ``undefined``: where a paired 95% interval
+    (``{"ci95": [lo, hi]}``, or an :class:`~pneumocam.metrics.Estimate`) lies relative to 0."""
+    if isinstance(entry, dict):
+        ci = entry.get("ci95") or [None, None]
+        lo, hi = ci[0], ci[1]
+    else:
+        lo, hi = getattr(entry, "low", None), getattr(entry, "high", None)
+    if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (lo, hi)):
+        return "undefined"
+    return "above" if lo > 0 else "below" if hi < 0 else "contains"
+
+
+def paired_against_baselines(values: dict[str, np.ndarray], baselines: dict[str, dict],
+                             n_boot: int = 1000, seed: int = 0) -> dict:
+    """Map minus each baseline, per metric, on the same images (see :func:`paired_difference`).
+
+    Args:
+        values: ``{metric: (N,) per-image values of the map}``.
+        baselines: ``{baseline: {metric: (N,) per-image values}}`` in the same image order.
+
+    Returns:
+        ``{baseline: {metric: paired_difference(...)}}``.
+    """
+    return {key: {m: paired_difference(values[m], base[m], m, n_boot, seed) for m in METRICS}
+            for key, base in baselines.items()}

@@ -5,9 +5,15 @@ Everything here reads what :func:`pneumocam.interpret.interpret` wrote for each 
 
 - :func:`load_reports` reads the JSONs; :func:`comparison_rows` / :func:`comparison_table` put
   each run's metrics (with 95% intervals) beside the image-free baselines;
-- :func:`summarize_comparison` turns them into sentences (which run localises better, which
-  baselines each beats with non-overlapping intervals, the sanity check, and a loud caveat for
-  synthetic data); :func:`save_comparison` writes the table, the chart and the sentences;
+- every comparison is on the same images, so it is tested paired: :func:`run_pairs` reads the
+  runs' per-image CSVs (matched by patientId) and gives run minus run per metric
+  (:func:`pneumocam.localization.paired_difference`: paired bootstrap interval, exact McNemar
+  p-value for the pointing game); map minus baseline comes from each JSON's ``paired`` block;
+  :func:`paired_rows` / :func:`paired_table` put both in one long table;
+- :func:`summarize_comparison` turns them into sentences (a run "beats", "is beaten by" or
+  "cannot be told apart from" another run or a baseline as its paired 95% interval lies above,
+  below or around 0; the sanity check; a loud caveat for synthetic data);
+  :func:`save_comparison` writes the tables, the chart and the sentences;
 - :func:`compare_maps` draws each run's map on the same positive images.
 """
 
@@ -26,7 +32,14 @@ from . import overlays, paths
 from .atomic import atomic_write, write_frame_csv
 from .errors import ConfigError, DataSourceError, RunOutputsError
 from .interpret import output_paths
-from .localization import BASELINE_LABELS, METRIC_LABELS, METRICS
+from .localization import (
+    BASELINE_LABELS,
+    METRIC_LABELS,
+    METRICS,
+    VERDICTS,
+    paired_difference,
+    verdict,
+)
 from .metrics import Estimate
 from .predict import load_run
 from .processed import DataSource, check_run_data, load_arrays, read_manifest
@@ -84,32 +97,139 @@ def comparison_table(reports: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(comparison_rows(reports))
 
 
-def _relation(a: Estimate, b: Estimate) -> str:
-    """``above`` / ``below`` when a's 95% CI lies wholly above / below b's, else ``overlap``."""
-    if any(math.isnan(v) for v in (a.value, a.low, a.high, b.value, b.low, b.high)):
-        return "undefined"
-    if a.low > b.high:
-        return "above"
-    if a.high < b.low:
-        return "below"
-    return "overlap"
+#: The per-image CSV column of each metric (``metrics/<run>_localization.csv``).
+CSV_COLUMNS = {"pointing_game": "pointing_hit", "mass_in_boxes": "mass_in_boxes", "iou": "iou"}
+#: Columns of :func:`paired_rows`.
+PAIRED_COLUMNS = ("a", "b", "kind", "metric", "difference", "ci95_lo", "ci95_hi", "p_value",
+                  "test", "n", "verdict")
+
+
+def load_per_image(runs: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """``{run: metrics/<run>_localization.csv}`` for the runs that have one (patientId as str)."""
+    tables = {}
+    for run in runs:
+        path = output_paths(run)["localization_csv"]
+        if path.is_file():
+            tables[run] = pd.read_csv(path, dtype={"patientId": str})
+    return tables
+
+
+def _bootstrap_settings(reports: Mapping[str, Mapping[str, Any]]) -> tuple[int, int]:
+    """``(n_boot, seed)`` of the first run's interpretation (1000, 0 when not recorded)."""
+    config = next(iter(reports.values()), {}).get("config") or {}
+    n_boot, seed = config.get("n_boot"), config.get("seed")
+    return (int(n_boot) if isinstance(n_boot, int) and n_boot > 0 else 1000,
+            int(seed) if isinstance(seed, int) else 0)
+
+
+def run_pairs(reports: Mapping[str, Mapping[str, Any]],
+              per_image: Mapping[str, pd.DataFrame] | None = None) -> list[dict[str, Any]]:
+    """Run minus run on the same images, per metric, for every pair of runs (later minus earlier).
+
+    Args:
+        reports: ``{run: localization JSON}`` (their order sets the direction; the first run's
+            ``config.n_boot`` / ``config.seed`` set the bootstrap).
+        per_image: ``{run: per-image table}`` with ``patientId``, ``pointing_hit``,
+            ``mass_in_boxes``, ``iou``; None reads ``metrics/<run>_localization.csv``.
+
+    Returns:
+        One dict per pair and metric: ``a``, ``b`` (``a - b``), ``metric`` and
+        :func:`~pneumocam.localization.paired_difference`'s keys; a pair whose tables are
+        missing or hold different images gets one dict with ``a``, ``b`` and ``skipped``
+        (the reason) instead.
+    """
+    runs = list(reports)
+    tables = load_per_image(runs) if per_image is None else dict(per_image)
+    n_boot, seed = _bootstrap_settings(reports)
+    out: list[dict[str, Any]] = []
+    for j, a in enumerate(runs):
+        for b in runs[:j]:
+            missing = [r for r in (a, b) if r not in tables]
+            if missing:
+                out.append({"a": a, "b": b, "skipped": "no per-image table for " + ", ".join(
+                    f"{r} ({output_paths(r)['localization_csv']}; interpret it)" for r in missing)})
+                continue
+            ta, tb = (tables[r].set_index(tables[r]["patientId"].astype(str)) for r in (a, b))
+            if set(ta.index) != set(tb.index) or ta.index.has_duplicates:
+                out.append({"a": a, "b": b, "skipped": f"{a} and {b} were measured on different "
+                            f"images ({len(ta)} vs {len(tb)}, {len(ta.index.intersection(tb.index))}"
+                            " shared); interpret both on the same split"})
+                continue
+            tb = tb.loc[ta.index]
+            for m in METRICS:
+                col = CSV_COLUMNS[m]
+                out.append({"a": a, "b": b, "metric": m, **paired_difference(
+                    ta[col].to_numpy(float), tb[col].to_numpy(float), m, n_boot, seed)})
+    return out
+
+
+def _paired_row(a: str, b: str, kind: str, metric: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    ci = entry.get("ci95") or [math.nan, math.nan]
+    return {"a": a, "b": b, "kind": kind, "metric": metric,
+            "difference": _num(entry.get("difference")), "ci95_lo": _num(ci[0]),
+            "ci95_hi": _num(ci[1]), "p_value": _num(entry.get("p_value")),
+            "test": entry.get("test"), "n": entry.get("n"), "verdict": VERDICTS[verdict(entry)]}
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def paired_rows(reports: Mapping[str, Mapping[str, Any]],
+                pairs: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Every paired comparison as one row (:data:`PAIRED_COLUMNS`): each run minus each
+    image-free baseline (``kind`` ``baseline``, from the JSON's ``paired`` block), then run minus
+    run (``kind`` ``run``, from ``pairs`` or :func:`run_pairs`). ``verdict`` reads ``a``
+    beats / is beaten by / cannot be told apart from ``b`` by the paired 95% interval."""
+    rows = []
+    for run, rep in reports.items():
+        for key, label in BASELINE_LABELS.items():
+            for m in METRICS:
+                entry = ((rep.get("paired") or {}).get(key) or {}).get(m)
+                if entry is not None:
+                    rows.append(_paired_row(run, f"baseline: {label}", "baseline", m, entry))
+    for pair in run_pairs(reports) if pairs is None else pairs:
+        if "metric" in pair:
+            rows.append(_paired_row(pair["a"], pair["b"], "run", pair["metric"], pair))
+    return rows
+
+
+def paired_table(reports: Mapping[str, Mapping[str, Any]],
+                 pairs: Sequence[Mapping[str, Any]] | None = None) -> pd.DataFrame:
+    """:func:`paired_rows` as a DataFrame with the columns :data:`PAIRED_COLUMNS`."""
+    return pd.DataFrame(paired_rows(reports, pairs), columns=list(PAIRED_COLUMNS))
 
 
 def _fmt_ci(v: Estimate) -> str:
     return f"{v.value:.3f} [{v.low:.3f}, {v.high:.3f}]"
 
 
+def fmt_paired(entry: Mapping[str, Any], metric: str) -> str:
+    """``+0.167 [+0.050, +0.290], McNemar p = 0.012`` (the p-value only for the pointing game:
+    the others' intervals carry the claim)."""
+    ci = entry.get("ci95") or [math.nan, math.nan]
+    text = (f"{_num(entry.get('difference')):+.3f} [{_num(ci[0]):+.3f}, {_num(ci[1]):+.3f}], "
+            f"n = {entry.get('n')}")
+    if metric == "pointing_game":
+        text += f", McNemar p = {_num(entry.get('p_value')):.3g}"
+    return text
+
+
 def _is_demo(rep: Mapping[str, Any]) -> bool:
     return bool(rep.get("synthetic_demo")) or DataSource.from_json(rep.get("data_source")).is_demo
 
 
-def summarize_comparison(reports: Mapping[str, Mapping[str, Any]]) -> str:
+def summarize_comparison(reports: Mapping[str, Mapping[str, Any]],
+                         pairs: Sequence[Mapping[str, Any]] | None = None) -> str:
     """Conclusions as sentences built from the numbers of each run's localization JSON.
 
-    Says, for each run, its metrics with 95% intervals; which run localises better on each
-    metric and whether the intervals separate them; which baselines each run beats with
-    non-overlapping intervals; whether the randomisation sanity check passed; and, first and
-    loudly, when any number comes from synthetic demo data.
+    Says, for each run, its metrics with 95% intervals; for each pair of runs and each metric,
+    whether one "beats", "is beaten by" or "cannot be told apart from" the other by the paired
+    95% interval of the per-image difference (``pairs`` from :func:`run_pairs`; without them,
+    that no paired comparison of the runs was made), with the McNemar p-value for the pointing
+    game; the same against each image-free baseline (from the JSON's ``paired`` block); whether
+    the randomisation sanity check passed; and, first and loudly, when any number comes from
+    synthetic demo data.
     """
     if not reports:
         return "No runs to compare."
@@ -130,44 +250,38 @@ def summarize_comparison(reports: Mapping[str, Mapping[str, Any]]) -> str:
             f"images): " + "; ".join(f"{METRIC_LABELS[m]} {_fmt_ci(Estimate.from_json(rep.get(m)))}"
                                      for m in METRICS)
             + f"; RSNA metric of the CAM-derived boxes {det:.4f}.")
-    runs = list(reports)
-    if len(runs) >= 2:
-        for m in METRICS:
-            values = {r: Estimate.from_json(reports[r].get(m)) for r in runs}
-            best = max(runs, key=lambda r: -math.inf if math.isnan(values[r].value) else values[r].value)
-            for other in runs:
-                if other == best:
-                    continue
-                if values[best].value == values[other].value:
-                    lines.append(f"On the {METRIC_LABELS[m]}, {best} and {other} tie "
-                                 f"({values[best].value:.3f}).")
-                    continue
-                rel = _relation(values[best], values[other])
-                verdict = ("with non-overlapping 95% CIs: a clear difference" if rel == "above"
-                           else "but the 95% CIs overlap, so the difference is not established"
-                           if rel == "overlap" else "(intervals undefined)")
-                lines.append(f"On the {METRIC_LABELS[m]}, {best} localises better than {other} "
-                             f"({values[best].value:.3f} vs {values[other].value:.3f}) {verdict}.")
-    for run, rep in reports.items():
-        beats, ties, loses = [], [], []
-        for key, label in BASELINE_LABELS.items():
-            base = (rep.get("baselines") or {}).get(key)
-            if base is None:
+    if len(reports) >= 2:
+        if pairs is None:
+            lines.append("No paired run-vs-run comparison was made (pass run_pairs(reports)); "
+                         "the runs' own intervals alone cannot say which localises better.")
+        for pair in pairs or ():
+            if "skipped" in pair:
+                lines.append(f"{pair['a']} vs {pair['b']}: no paired comparison ({pair['skipped']}).")
                 continue
+            m = pair["metric"]
+            lines.append(f"On the {METRIC_LABELS[m]}, {pair['a']} {VERDICTS[verdict(pair)]} "
+                         f"{pair['b']}: paired difference {pair['a']} - {pair['b']} "
+                         f"{fmt_paired(pair, m)}.")
+    for run, rep in reports.items():
+        paired = rep.get("paired")
+        if not paired:
+            lines.append(f"{run}: its JSON has no paired comparison with the image-free baselines "
+                         "(written by an older version); rerun scripts/interpret.py.")
+            continue
+        groups: dict[str, list[str]] = {v: [] for v in VERDICTS}
+        for key, label in BASELINE_LABELS.items():
             # A single point has no extent: its IoU is ~0 by construction, not a fair rival.
             for m in METRICS if key != "fixed_point" else METRICS[:2]:
-                rel = _relation(Estimate.from_json(rep.get(m)), Estimate.from_json(base.get(m)))
-                item = f"{label} ({METRIC_LABELS[m]})"
-                (beats if rel == "above" else loses if rel == "below" else ties).append(item)
-        parts = []
-        if beats:
-            parts.append("beats with non-overlapping CIs: " + ", ".join(beats))
-        if ties:
-            parts.append("is not distinguishable (CIs overlap) from: " + ", ".join(ties))
-        if loses:
-            parts.append("is WORSE (non-overlapping CIs) than: " + ", ".join(loses))
-        if parts:
-            lines.append(f"{run} against the image-free baselines: " + "; ".join(parts) + ".")
+                entry = (paired.get(key) or {}).get(m)
+                if entry is None:
+                    continue
+                groups[verdict(entry)].append(f"{label} on the {METRIC_LABELS[m]} "
+                                              f"({fmt_paired(entry, m)})")
+        if any(groups.values()):
+            lines.append(f"{run} against the image-free baselines (map minus baseline on the same "
+                         "images, paired 95% interval):")
+            lines += [f"  {run} {VERDICTS[v]}: {'; '.join(items)}."
+                      for v, items in groups.items() if items]
     for run, rep in reports.items():
         sanity = rep.get("sanity_check") or {}
         rho = sanity.get("mean_abs_rho")
@@ -182,17 +296,28 @@ def summarize_comparison(reports: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def save_comparison(reports: Mapping[str, Mapping[str, Any]], name: str = "localization_comparison"
-                    ) -> dict[str, Path]:
-    """Write the comparison table (CSV), its bar chart with CIs (PNG) and the conclusions (TXT).
+def save_comparison(reports: Mapping[str, Mapping[str, Any]], name: str = "localization_comparison",
+                    pairs: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Path]:
+    """Write the comparison table (CSV), the paired comparisons (CSV), the bar chart with CIs
+    (PNG) and the conclusions (TXT).
+
+    Args:
+        reports: ``{run: localization JSON}``.
+        name: the files' stem.
+        pairs: run-vs-run paired differences; None computes them with :func:`run_pairs` from
+            the runs' per-image CSVs.
 
     Returns:
-        ``{"table": metrics/<name>.csv, "figure": images/cam/<name>.png,
-        "conclusions": metrics/<name>_conclusions.txt}``.
+        ``{"table": metrics/<name>.csv, "paired": metrics/<name>_paired.csv, "figure":
+        images/cam/<name>.png, "conclusions": metrics/<name>_conclusions.txt}``.
     """
     rows = comparison_rows(reports)
+    if pairs is None:
+        pairs = run_pairs(reports)
     table = paths.metrics_dir() / f"{name}.csv"
     write_frame_csv(table, pd.DataFrame(rows), index=False)
+    paired = write_frame_csv(paths.metrics_dir() / f"{name}_paired.csv",
+                             paired_table(reports, pairs), index=False)
     demo = any(_is_demo(r) for r in reports.values())
     first = next(iter(reports.values()), {})
     fig = overlays.localization_bar_chart(
@@ -202,8 +327,8 @@ def save_comparison(reports: Mapping[str, Mapping[str, Any]], name: str = "local
     figure = overlays.save_figure(fig, paths.images_dir() / "cam" / f"{name}.png")
     conclusions = paths.metrics_dir() / f"{name}_conclusions.txt"
     with atomic_write(conclusions) as fh:
-        fh.write(summarize_comparison(reports) + "\n")
-    return {"table": table, "figure": figure, "conclusions": conclusions}
+        fh.write(summarize_comparison(reports, pairs) + "\n")
+    return {"table": table, "paired": paired, "figure": figure, "conclusions": conclusions}
 
 
 def compare_maps(weights: Mapping[str, str | Path], data_dir: str | Path | None = None,

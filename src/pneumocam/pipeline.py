@@ -260,7 +260,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Path]:
             continue
         print(f"=== interpret {run}: rerun ({'; '.join(reasons)})", flush=True)
         _run(f"interpret {run}", [
-            _script("interpret.py"), "--weights", str(paths.run_weights_dir(run) / "best.pth"),
+            _script("interpret.py"), "--weights", str(paths.run_files(run)["best"]),
             "--data-dir", str(processed), "--method", config.method, "--n", str(config.n_overlays),
             "--device", config.device, "--n-boot", str(config.n_boot), "--seed", str(config.seed),
             "--save-maps",

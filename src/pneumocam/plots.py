@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from .atomic import atomic_write
+from .metrics import Estimate
 
 DEMO_NOTE = "synthetic demo data \u2014 not RSNA"
 DPI = 130
@@ -74,12 +75,12 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = DPI, *, clear: bool = 
 
 
 def _fmt_ci(summary: Mapping | None) -> str:
-    if not summary or summary.get("value") is None or _isnan(summary.get("value")):
+    est = Estimate.from_json(summary)
+    if math.isnan(est.value):
         return "n/a"
-    lo, hi = summary.get("ci95", [None, None])
-    if lo is None or hi is None or _isnan(lo) or _isnan(hi):
-        return f"{summary['value']:.3f}"
-    return f"{summary['value']:.3f} [{lo:.3f}, {hi:.3f}]"
+    if math.isnan(est.low) or math.isnan(est.high):
+        return f"{est.value:.3f}"
+    return f"{est.value:.3f} [{est.low:.3f}, {est.high:.3f}]"
 
 
 def _isnan(v) -> bool:

@@ -1,20 +1,33 @@
-"""A tiny processed dataset for the training tests (no DICOM, no preprocessing code).
+"""Helpers shared by the test files (``from helpers import ...``); the shared fixtures built on
+them are in ``conftest.py``.
 
-Written per the ``data/Processed`` contract of ``pneumocam.processed``: ``{split}/{label}/<id>.npy``
-uint8 arrays, ``manifest.csv`` and ``stats.json``. Positives carry a bright blob on a noisy
-dark background, so a ResNet-18 can learn the task in a few epochs even at 32x32.
-Imported by the test files (``from conftest_train import make_processed``).
+- :func:`make_processed`: a tiny processed dataset (no DICOM, no preprocessing code), written
+  per the ``data/Processed`` contract of ``pneumocam.processed``: ``{split}/{label}/<id>.npy``
+  uint8 arrays, ``manifest.csv`` and ``stats.json``. Positives carry a bright blob on a noisy
+  dark background, so a ResNet-18 can learn the task in a few epochs even at 32x32.
+- :func:`run_script`: one of ``scripts/*.py`` in a subprocess, as a person runs it, with the
+  project's outputs under a given root.
+- :func:`predict_proba`: probabilities of a model for uint8 images (only tests need it).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import nn
 
+from pneumocam import paths
 from pneumocam.processed import MANIFEST_COLUMNS, array_relpath
+from pneumocam.train import final_probabilities
+
+REPO = Path(__file__).resolve().parents[1]
 
 BLOB_CONTRAST = 30  # grey levels added inside the disc; the noise sd is 30
 
@@ -75,3 +88,26 @@ def make_processed(root: Path, n_train: int = 48, n_val: int = 16, n_test: int =
              "counts": counts, "parameters": {"size": size}, "provenance": {}}
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     return out
+
+
+def script_env(root: Path, **extra: str) -> dict[str, str]:
+    """The environment of a script run: this one, with the project's outputs under ``root``."""
+    return {**os.environ, paths.ROOT_ENV_VAR: str(root), **extra}
+
+
+def run_script(name: str, *args: str, root: Path, timeout: float = 300,
+               **extra_env: str) -> subprocess.CompletedProcess:
+    """``python scripts/<name> <args>`` with outputs under ``root``; output captured as text."""
+    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args],
+                          env=script_env(root, **extra_env), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def predict_proba(model: nn.Module, images: np.ndarray, mean: float, std: float,
+                  device: str | torch.device = "cpu") -> np.ndarray:
+    """Pneumonia probabilities for uint8 (N, H, W) images: float64 (N,) in [0, 1], computed
+    as the final evaluation computes them (float32 on every device).
+
+    Normalises with the training split's ``mean``/``std`` (stats.json); no augmentation.
+    """
+    return final_probabilities(model, images, mean, std, torch.device(device))
