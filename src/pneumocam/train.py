@@ -85,7 +85,7 @@ from .errors import (
     ProcessedDataError,
     TrainingDivergedError,
 )
-from .metrics import safe_average_precision, safe_roc_auc, threshold_metrics
+from .metrics import Estimate, safe_average_precision, safe_roc_auc, threshold_metrics
 from .model import CAM_LAYER, build_model, load_state_dict_checked
 from .processed import (
     RUN_DATA_DIR_KEY,
@@ -1302,11 +1302,11 @@ def _final_evaluation(result: TrainResult, raw_model: nn.Module, files: dict[str
         result.run, frames["val"], frames["test"], data_source=data.stats.get("source") or {},
         history_csv=files["csv"], seed=settings.seed, n_boot=settings.n_boot,
         data_identity=settings.data_identity)
-    test_auc = (result.evaluation.get("roc_auc") or {}).get("value")
-    if isinstance(test_auc, float):
-        ci = result.evaluation["roc_auc"].get("ci95") or [None, None]
-        ci_text = f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if None not in ci else ""
-        print(f"[train] test ROC AUC {test_auc:.4f}{ci_text}; details in {files['eval']}",
+    auc = Estimate.from_json(result.evaluation.get("roc_auc"))
+    if not math.isnan(auc.value):
+        ci_text = ("" if math.isnan(auc.low) or math.isnan(auc.high)
+                   else f" (95% CI {auc.low:.3f}-{auc.high:.3f})")
+        print(f"[train] test ROC AUC {auc.value:.4f}{ci_text}; details in {files['eval']}",
               flush=True)
 
 
