@@ -177,3 +177,15 @@ def test_data_source_reads_stats_json_blocks():
         source = DataSource.from_json(unknown)
         assert source.kind == "unknown" and not source.known and not source.is_demo
         assert source.maybe_synthetic  # unsure: figures are stamped
+
+
+def test_provenance_names_the_code_s_commit_when_outputs_live_elsewhere(project_root):
+    import subprocess
+
+    from helpers import REPO
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("the tests do not run from a git checkout")
+    assert paths.repo_root() == project_root and paths.code_root() == REPO
+    assert provenance.provenance()["git"]["commit"] == head.stdout.strip()

@@ -42,6 +42,12 @@ def _find_repo_root() -> Path:
     return Path.cwd()
 
 
+def code_root() -> Path:
+    """The checkout this package's code lives in (its scripts, its git commit), whatever
+    ``$PNEUMOCAM_ROOT`` says: that variable moves the outputs, not the code."""
+    return _find_repo_root()
+
+
 def repo_root() -> Path:
     """The repository root: ``$PNEUMOCAM_ROOT`` if set, else the checkout this package lives in."""
     override = os.environ.get(ROOT_ENV_VAR)

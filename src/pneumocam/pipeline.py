@@ -72,7 +72,7 @@ class PipelineConfig:
 
 # The scripts live in the checkout this package is installed from (editable install), which
 # stays put when PNEUMOCAM_ROOT moves the outputs elsewhere.
-_SCRIPTS_DIR = Path(__file__).resolve().parents[2] / "scripts"
+_SCRIPTS_DIR = paths.code_root() / "scripts"
 
 
 def _script(name: str) -> str:

@@ -35,8 +35,9 @@ def library_versions() -> dict[str, str | None]:
 
 
 def git_commit(root: Path | None = None) -> dict[str, Any]:
-    """``{"commit": sha or None, "dirty": bool or None}`` of the repository at ``root``."""
-    root = root or paths.repo_root()
+    """``{"commit": sha or None, "dirty": bool or None}`` of the repository at ``root``
+    (default: the checkout of the code that runs, not the outputs' ``$PNEUMOCAM_ROOT``)."""
+    root = root or paths.code_root()
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
