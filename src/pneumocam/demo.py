@@ -76,7 +76,7 @@ VIEWS = ("AP", "PA")
 IMAGE_SIZE = 1024
 DEMO_DEFAULT_N = 2000  # what the main job generates by default: well under a minute on 2 cores
 GENERATOR_NAME = "pneumocam.demo"
-GENERATOR_VERSION = 1  # bump whenever the pixels or labels for a given seed change
+GENERATOR_VERSION = 2  # bump whenever the pixels or labels for a given seed change (2: RSNA box geometry)
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,18 @@ class DemoConfig:
     """Share of opacities drawn with ``faint_density`` instead (hard positives)."""
     faint_density: tuple[float, float] = (0.04, 0.09)
     """Peak added density of a faint opacity."""
-    opacity_sigma: tuple[float, float] = (0.03, 0.085)
-    """Horizontal Gaussian scale of an opacity (boxes are about 3 sigma wide)."""
-    opacity_aspect: tuple[float, float] = (1.0, 2.0)
-    """Vertical / horizontal scale."""
+    box_width: tuple[float, float] = (205.0, 50.0)
+    """Mean and sd (1024-px) of an opacity's intended box width, normal (RSNA: 218, 59)."""
+    box_height: tuple[float, float] = (275.0, 0.6)
+    """Median (1024-px) and log-sd of its intended height, log-normal (RSNA: median 298)."""
+    centre_across: tuple[float, float] = (0.42, 0.2)
+    """Mean and sd of the box centre's position across its lung, 0 medial edge, 1 lateral."""
+    centre_down: tuple[float, float] = (0.92, 0.3)
+    """Mean and sd of its position down the lung, 0 apex, 1 costophrenic angle."""
+    single_box_left: float = 0.58
+    """Chance that a lone opacity is in the image-left lung (RSNA: 53.5% of all boxes are)."""
+    bilateral_prob: float = 0.85
+    """Chance that a second opacity is in the other lung."""
     opacity_texture: float = 0.6
     """0: homogeneous blobs; 1: strongly patchy, irregular outlines."""
     air_bronchogram_prob: float = 0.35
@@ -169,15 +177,19 @@ class DemoConfig:
     """JPEG quality of the DICOM pixel data (about 100-150 KB per image, like RSNA)."""
 
     def __post_init__(self) -> None:
-        for name in ("opacity_density", "faint_density", "opacity_sigma", "opacity_aspect",
-                     "noise", "n_findings", "support_device_prob"):
+        for name in ("opacity_density", "faint_density", "box_width", "box_height",
+                     "centre_across", "centre_down", "noise", "n_findings", "support_device_prob"):
             value = getattr(self, name)
             if not (isinstance(value, (tuple, list)) and len(value) == 2):
                 raise ConfigError(f"DemoConfig.{name} must be a pair, got {value!r}.")
-            if name != "support_device_prob" and value[0] > value[1]:
+            if name in ("opacity_density", "faint_density", "noise", "n_findings") and \
+                    value[0] > value[1]:
                 raise ConfigError(f"DemoConfig.{name} must be (low, high), got {value!r}.")
-        if not 0.0 <= self.faint_fraction <= 1.0:
-            raise ConfigError(f"DemoConfig.faint_fraction must be in [0, 1], got {self.faint_fraction}.")
+        for name in ("faint_fraction", "single_box_left", "bilateral_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"DemoConfig.{name} must be in [0, 1], got {getattr(self, name)}.")
+        if self.box_width[0] <= 0 or self.box_height[0] <= 0:
+            raise ConfigError("DemoConfig.box_width and box_height need a positive size.")
         if not 0.0 < self.box_threshold < 1.0:
             raise ConfigError(f"DemoConfig.box_threshold must be in (0, 1), got {self.box_threshold}.")
         if not 1 <= int(self.jpeg_quality) <= 100:
@@ -434,6 +446,34 @@ def _lung_outline(anat: _Anatomy, side: int) -> np.ndarray:
     return np.stack([0.5 + side * d, v], axis=1)
 
 
+def _lung_fields(frame: _Frame, anat: _Anatomy) -> tuple[list[np.ndarray], np.ndarray]:
+    """uint8 (_LO, _LO) masks (0/255) of the image-left and image-right lung, and their union."""
+    lungs = np.zeros((_LO, _LO), np.uint8)
+    side_masks = []
+    for side in (-1, 1):
+        m = np.zeros((_LO, _LO), np.uint8)
+        _fill(m, frame, _lung_outline(anat, side))
+        side_masks.append(m)
+        np.maximum(lungs, m, out=lungs)
+    return side_masks, lungs
+
+
+def _soft_lungs(lungs: np.ndarray) -> np.ndarray:
+    """float32 (_LO, _LO) in [0, 1]: the lung union with soft edges."""
+    return _blur(lungs.astype(np.float32) / 255.0, 1.6)
+
+
+def _opacity_allow(lungs: np.ndarray) -> np.ndarray:
+    """float32 (_MID, _MID) in [0, 1]: where an opacity may show. The lung fields (heart shadow
+    included) plus the posterior recesses, which reach below the diaphragm domes on a frontal
+    film: the lung union smeared downward by 0.12 of the image height, with a soft edge."""
+    reach = int(round(0.12 * _LO))
+    kernel = np.zeros((2 * reach + 1, 1), np.uint8)
+    kernel[:reach + 1] = 1  # anchor at the centre: each pixel takes the max of those above it
+    recess = cv2.dilate(lungs, kernel)
+    return _up(_blur(recess.astype(np.float32) / 255.0, 2.0), _MID)
+
+
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(img, (0, 0), sigma)
 
@@ -600,19 +640,22 @@ def _sample_centre(rng: np.random.Generator, side_mask: np.ndarray,
     return best
 
 
-def _render_opacity(rng: np.random.Generator, centre: tuple[float, float], config: DemoConfig,
+def _render_opacity(rng: np.random.Generator, centre: tuple[float, float],
+                    size: tuple[float, float], config: DemoConfig,
                     allow: np.ndarray, alpha_total: np.ndarray,
                     density_total: np.ndarray) -> tuple[int, int, int, int] | None:
     """Add one consolidation at ``centre`` (image fractions) on the _MID grid.
 
+    ``size`` is the intended box ``(width, height)`` in image fractions: the lobes' Gaussian
+    scales are set so that alpha >= box_threshold spans about that much before the lung clips it.
     ``allow`` (float32 0-1) is where lung is; the opacity's alpha is clipped to it. Updates
     ``alpha_total`` (max) and ``density_total`` (sum) in place and returns the box
     ``(x0, y0, x1, y1)`` (inclusive, _MID pixels) of alpha >= box_threshold, or None if empty.
     """
     r = allow.shape[0]
-    sx = _uniform(rng, config.opacity_sigma) * r
-    sy = sx * _uniform(rng, config.opacity_aspect)
-    theta = rng.uniform(-0.5, 0.5)
+    sx = size[0] * r / (2.0 * _EXTENT_PER_SIGMA)
+    sy = size[1] * r / (2.0 * _EXTENT_PER_SIGMA)
+    theta = rng.uniform(-0.15, 0.15)  # tall boxes stay upright, like lobar consolidation
     faint = rng.random() < config.faint_fraction
     dens = _uniform(rng, config.faint_density if faint else config.opacity_density)
     half = int(math.ceil(2.8 * max(sx, sy)))
@@ -666,6 +709,98 @@ def _render_opacity(rng: np.random.Generator, centre: tuple[float, float], confi
     np.maximum(alpha_total[y0:y1, x0:x1], alpha, out=alpha_total[y0:y1, x0:x1])
     density_total[y0:y1, x0:x1] += dens * body
     return x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()), y0 + int(ys.max())
+
+
+# alpha >= box_threshold reaches about this many lobe sigmas from the centre (measured on
+# rendered opacities: irregular lobes of 0.55-0.95 sigma, offsets, smoothstep edge)
+_EXTENT_PER_SIGMA = 1.15
+
+
+def _opacity_sides(rng: np.random.Generator, n: int, config: DemoConfig) -> list[int]:
+    """Which lung (-1 image left, +1 image right) each of ``n`` opacities goes to."""
+    if n == 1:
+        return [-1 if rng.random() < config.single_box_left else 1]
+    first = int(rng.choice([-1, 1]))
+    second = -first if rng.random() < config.bilateral_prob else first
+    return [first, second] + [int(rng.choice([-1, 1])) for _ in range(n - 2)]
+
+
+def _opacity_centre(rng: np.random.Generator, side: int, frame: _Frame, anat: _Anatomy,
+                    side_mask: np.ndarray, taken: list[tuple[float, float]],
+                    config: DemoConfig) -> tuple[float, float]:
+    """A box centre (image fractions) in one lung: across the lung from its medial to its
+    lateral edge at ``config.centre_across`` (mean, sd of the fraction), down it from apex to
+    costophrenic angle at ``config.centre_down``; redrawn until it falls inside ``side_mask``
+    (uint8, _LO) and away from the centres already ``taken``."""
+    k = 0 if side < 0 else 1
+    d_med, d_lat = anat.d_med, anat.d_lat[k]
+    best: tuple[float, float] | None = None
+    for _ in range(12):
+        across = float(np.clip(rng.normal(*config.centre_across), 0.05, 0.95))
+        down = float(np.clip(rng.normal(*config.centre_down), 0.05, 1.2))
+        u = 0.5 + side * (d_med + across * (d_lat - d_med))
+        v = anat.apex_v + down * (anat.cp_v[k] - anat.apex_v)
+        x, y = frame.uv(np.array([(u, v)]))[0]
+        res = side_mask.shape[0]
+        col, row = int(x * res), int(y * res)
+        inside = 0 <= row < res and 0 <= col < res and side_mask[row, col] > 0
+        if inside:
+            best = (float(x), float(y))
+            if all(math.hypot(x - a, y - b) > 0.22 for a, b in taken):
+                break
+    if best is None:  # a lung pushed mostly out of the frame: any lung pixel will do
+        idx = np.flatnonzero(side_mask.ravel() > 0)
+        if idx.size == 0:  # pragma: no cover - the lungs are never wholly outside the image
+            raise RuntimeError("no lung pixels to place an opacity in")
+        row, col = divmod(int(idx[int(rng.integers(idx.size))]), side_mask.shape[0])
+        best = ((col + 0.5) / side_mask.shape[0], (row + 0.5) / side_mask.shape[0])
+    return best
+
+
+def _opacity_size(rng: np.random.Generator, config: DemoConfig) -> tuple[float, float]:
+    """Intended box (width, height) in image fractions: width normal, height log-normal, each
+    clipped to a plausible range (1024-px parameters from :class:`DemoConfig`)."""
+    w = float(np.clip(rng.normal(*config.box_width), 70, 420)) / IMAGE_SIZE
+    h = float(np.clip(math.exp(rng.normal(math.log(config.box_height[0]), config.box_height[1])),
+                      70, 760)) / IMAGE_SIZE
+    return w, h
+
+
+def _place_opacities(rng: np.random.Generator, frame: _Frame, anat: _Anatomy,
+                     side_masks: Sequence[np.ndarray], allow: np.ndarray, n: int,
+                     config: DemoConfig
+                     ) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float, float, float]]]:
+    """Draw ``n`` consolidations with RSNA-like box geometry (see :class:`DemoConfig`).
+
+    Args:
+        side_masks: uint8 (_LO, _LO) masks of the image-left and image-right lung.
+        allow: float32 (_MID, _MID) in [0, 1], where opacity may show (the soft lung union).
+
+    Returns:
+        ``(alpha, density, boxes)``: float32 (_MID, _MID) opacity alpha (max over opacities) and
+        added density (sum), and the boxes ``(x, y, width, height)`` in 1024-px coordinates.
+    """
+    alpha_tot = np.zeros((_MID, _MID), np.float32)
+    opa_dens = np.zeros((_MID, _MID), np.float32)
+    boxes: list[tuple[float, float, float, float]] = []
+    if not n:
+        return alpha_tot, opa_dens, boxes
+    taken: list[tuple[float, float]] = []
+    for side in _opacity_sides(rng, n, config):
+        side_mask = cv2.erode(side_masks[0 if side < 0 else 1], np.ones((9, 9), np.uint8))
+        for _ in range(20):
+            centre = _opacity_centre(rng, side, frame, anat, side_mask, taken, config)
+            box = _render_opacity(rng, centre, _opacity_size(rng, config), config, allow,
+                                  alpha_tot, opa_dens)
+            if box is not None:
+                break
+        else:  # pragma: no cover - the eroded lung always has room
+            raise RuntimeError("could not place an opacity inside the lung")
+        taken.append(centre)
+        bx0, by0, bx1, by1 = box
+        scale = IMAGE_SIZE / _MID
+        boxes.append((bx0 * scale, by0 * scale, (bx1 - bx0 + 1) * scale, (by1 - by0 + 1) * scale))
+    return alpha_tot, opa_dens, boxes
 
 
 @functools.lru_cache(maxsize=1)
@@ -729,13 +864,7 @@ def render_radiograph(rng: np.random.Generator, view: str, n_opacities: int = 0,
     thickness = _up(_blur(small, 7.0), _LO)  # thicker in the middle of the trunk
     dens = anat.soft * _blur(bodyf, 1.5) * (0.55 + 0.45 * np.clip(thickness * 1.4, 0, 1))
 
-    lungs = np.zeros((_LO, _LO), np.uint8)
-    side_masks = []
-    for side in (-1, 1):
-        m = np.zeros((_LO, _LO), np.uint8)
-        _fill(m, frame, _lung_outline(anat, side))
-        side_masks.append(m)
-        np.maximum(lungs, m, out=lungs)
+    side_masks, lungs = _lung_fields(frame, anat)
     heart = np.zeros((_LO, _LO), np.uint8)
     hcx = 0.5 + anat.heart_dx
     hcy = min(anat.cp_v[1] - 0.02, anat.cp_v[0]) - anat.heart_h * 0.75  # lower edge hides below the domes
@@ -745,7 +874,7 @@ def render_radiograph(rng: np.random.Generator, view: str, n_opacities: int = 0,
     _fill(heart, frame, np.array([(0.5 - anat.d_med - 0.005, anat.apex_v + 0.1),
                                   (0.5 + anat.d_med + 0.03, anat.apex_v + 0.12),
                                   (hcx + 0.3 * anat.heart_w, hcy), (hcx - 0.6 * anat.heart_w, hcy)]))
-    lungf = _blur(lungs.astype(np.float32) / 255.0, 1.6)
+    lungf = _soft_lungs(lungs)
     heartf = _blur(heart.astype(np.float32) / 255.0, 1.4)
     lung_vis = lungf * (1.0 - heartf)
     # air is deepest in the middle of each lung; the edges have less lung in the beam path
@@ -785,32 +914,11 @@ def render_radiograph(rng: np.random.Generator, view: str, n_opacities: int = 0,
     # --- fine structures at _MID ----------------------------------------------------------------
     dens_m = _up((dens + heel).astype(np.float32), _MID)
     lung_m = _up(lung_vis, _MID)
-    allow = _up(lungf, _MID)  # where opacities may be: lung fields incl. behind the heart
+    allow = _opacity_allow(lungs)
 
-    alpha_tot = np.zeros((_MID, _MID), np.float32)
-    boxes: list[tuple[float, float, float, float]] = []
+    alpha_tot, opa_dens, boxes = _place_opacities(o_rng, frame, anat, side_masks, allow,
+                                                  n_opacities, config)
     if n_opacities:
-        if n_opacities == 1:
-            sides = [int(o_rng.choice([-1, 1]))]
-        else:
-            first = int(o_rng.choice([-1, 1]))
-            second = -first if o_rng.random() < 0.85 else first
-            sides = [first, second] + [int(o_rng.choice([-1, 1])) for _ in range(n_opacities - 2)]
-        taken: list[tuple[float, float]] = []
-        opa_dens = np.zeros((_MID, _MID), np.float32)
-        for side in sides:
-            side_mask = cv2.erode(side_masks[0 if side < 0 else 1], np.ones((9, 9), np.uint8))
-            for _ in range(20):
-                centre = _sample_centre(o_rng, side_mask, v, anat, taken)
-                box = _render_opacity(o_rng, centre, config, allow, alpha_tot, opa_dens)
-                if box is not None:
-                    break
-            else:  # pragma: no cover - the eroded lung always has room
-                raise RuntimeError("could not place an opacity inside the lung")
-            taken.append(centre)
-            bx0, by0, bx1, by1 = box
-            scale = IMAGE_SIZE / _MID
-            boxes.append((bx0 * scale, by0 * scale, (bx1 - bx0 + 1) * scale, (by1 - by0 + 1) * scale))
         # consolidation replaces air, so it adds most where the beam crosses the most lung
         # (less over the heart and below the domes, where it shows as a subtler density)
         dens_m += opa_dens * (0.35 + 0.65 * lung_m)
@@ -890,6 +998,59 @@ def render_radiograph(rng: np.random.Generator, view: str, n_opacities: int = 0,
     cv2.scaleAdd(table[oy:oy + IMAGE_SIZE, ox:ox + IMAGE_SIZE], 0.7 * sigma, full, dst=full)
     img = np.clip(full, 0, 255, out=full).astype(np.uint8)
     return SyntheticRadiograph(image=img, boxes=boxes, lung_mask=lungs > 127, findings=findings)
+
+
+def radiograph_boxes(rng: np.random.Generator, view: str, n_opacities: int = 0,
+                     distractors: bool | Sequence[str] = False,
+                     config: DemoConfig | None = None, *, sex: str = "M",
+                     age: int = 50) -> list[tuple[float, float, float, float]]:
+    """The boxes :func:`render_radiograph` would label with the same arguments, without drawing
+    the image (about 50x faster): the anatomy, lungs and opacities come from the same streams.
+
+    Returns:
+        boxes ``(x, y, width, height)`` in 1024-px coordinates, x/y the upper-left corner.
+    """
+    config = config or DemoConfig()
+    seeds = rng.integers(0, 2**63 - 1, size=6)
+    a_rng, f_rng, o_rng = (np.random.default_rng(int(s)) for s in seeds[:3])
+    findings = _choose_findings(f_rng, view, distractors, config)
+    anat = _sample_anatomy(a_rng, view, sex, age, findings)
+    frame = _Frame(anat)
+    side_masks, lungs = _lung_fields(frame, anat)
+    allow = _opacity_allow(lungs)
+    return _place_opacities(o_rng, frame, anat, side_masks, allow, n_opacities, config)[2]
+
+
+def case_boxes(case: CaseSpec, rng: np.random.Generator,
+               config: DemoConfig | None = None) -> list[tuple[float, float, float, float]]:
+    """The boxes :func:`render_case` would label, without drawing the image."""
+    return radiograph_boxes(rng, case.view, case.n_boxes, case.label_class == CLASS_NOT_NORMAL,
+                            config, sex=case.sex, age=case.age)
+
+
+def sample_labels(n: int, seed: int = 0, config: DemoConfig | None = None,
+                  start: int = 0) -> list[dict[str, Any]]:
+    """The label rows :func:`make_demo_dataset` writes for images ``start .. start + n - 1`` of
+    dataset ``seed``, without drawing any image: for studying the demo's box geometry and its
+    image-free baselines at sizes too large to render quickly.
+
+    Returns:
+        One dict per label row (``patientId, x, y, width, height, Target``, 1024-px floats
+        rounded as in the CSV; None for a negative's box fields) in the CSV's order.
+    """
+    rows: list[dict[str, Any]] = []
+    for index in range(start, start + n):
+        rng = case_rng(seed, index)
+        case = sample_case(rng)
+        if not case.target:
+            rows.append({"patientId": case.patient_id, "x": None, "y": None, "width": None,
+                         "height": None, "Target": 0})
+            continue
+        for box in case_boxes(case, rng, config):
+            x, y, w, h = (float(_fmt(v)) for v in box)
+            rows.append({"patientId": case.patient_id, "x": x, "y": y, "width": w, "height": h,
+                         "Target": 1})
+    return rows
 
 
 def render_case(case: CaseSpec, rng: np.random.Generator,

@@ -302,8 +302,9 @@ def bootstrap_mean_ci(values, n_boot: int = 1000, seed: int = 0) -> dict:
     return {"value": float(v.mean()), "ci95": [float(lo), float(hi)], "n": int(v.size)}
 
 
-def _shared_map_metrics(one_map: np.ndarray, boxes, threshold: float) -> dict[str, np.ndarray]:
-    """The three metrics for one map used for every image (fixed point, mean-box prior)."""
+def shared_map_metrics(one_map: np.ndarray, boxes, threshold: float) -> dict[str, np.ndarray]:
+    """The three metrics for one (H, W) map used for every image (fixed point, mean-box prior):
+    per image of ``boxes``, float64 arrays keyed by :data:`METRICS`."""
     norm = _normalize(one_map)
     binary = norm >= threshold
     rows = [
@@ -330,7 +331,9 @@ def _map_metrics(maps: np.ndarray, boxes, threshold: float,
     return dict(zip(METRICS, arr.T, strict=True))
 
 
-def _shared_threshold(one_map: np.ndarray, boxes, candidates=IOU_CANDIDATES) -> float:
+def prior_threshold(one_map: np.ndarray, boxes, candidates=IOU_CANDIDATES) -> float:
+    """The threshold (on the map scaled to [0, 1]) among ``candidates`` that gives one shared
+    (H, W) map its best mean IoU with ``boxes``."""
     norm = _normalize(one_map)
     masks = list(_masks(boxes, one_map.shape, len(boxes)))
     means = [np.nanmean([_iou(norm >= t, k) for k in masks]) for t in candidates]
@@ -396,14 +399,14 @@ def localization_report(
     point_map = np.zeros(shape, dtype=np.float32)
     point_map[y, x] = 1.0  # a point has no extent: its IoU is near 0 by construction
     prior = mean_box_prior(train_boxes, shape)
-    prior_t = _shared_threshold(prior, choose_boxes)
+    prior_t = prior_threshold(prior, choose_boxes)
     rand_seed = seed + 1  # not the bootstrap's stream
     choose_random = uniform_random_maps(len(choose_boxes), shape, rand_seed + 1)
     random_t = choose_iou_threshold(choose_random, choose_boxes)
     random_values = _map_metrics(uniform_random_maps(n, shape, rand_seed), boxes, random_t)
     base_values = {
-        "fixed_point": _shared_map_metrics(point_map, boxes, 1.0),
-        "mean_box_prior": _shared_map_metrics(prior, boxes, prior_t),
+        "fixed_point": shared_map_metrics(point_map, boxes, 1.0),
+        "mean_box_prior": shared_map_metrics(prior, boxes, prior_t),
         "uniform_random": random_values,
     }
     report["baselines"] = {
