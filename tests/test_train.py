@@ -21,6 +21,7 @@ import torch
 from helpers import REPO, make_processed, predict_proba
 
 from pneumocam import paths
+from pneumocam import train as trainmod
 from pneumocam.checkpoint import load_checkpoint, load_model_state
 from pneumocam.errors import CheckpointError, ConfigError, ProcessedDataError
 from pneumocam.metrics import safe_roc_auc
@@ -404,3 +405,24 @@ def test_cuda_run(tmp_path, monkeypatch):
                                n_boot=20, progress=False))
     assert result.settings["device"].startswith("cuda")
     assert math.isfinite(result.history[-1]["val_auc"])
+
+
+@pytest.mark.parametrize("kind,device,epochs", [
+    ("demo", "cpu", trainmod.DEMO_CPU_EPOCHS), ("demo", "cuda", trainmod.DEMO_EPOCHS),
+    ("rsna", "cpu", trainmod.FULL_EPOCHS), ("rsna", "cuda", trainmod.FULL_EPOCHS),
+])
+def test_default_epochs_depend_on_data_and_device_and_say_why(kind: str, device: str,
+                                                              epochs: int) -> None:
+    from pneumocam.distributed import DistInfo
+    stats = {"source": {"kind": kind, "path": "data/x"}}
+    requested, notes = trainmod.resolve_requested(trainmod.TrainConfig(), stats, torch.device(device),
+                                               DistInfo())
+    assert requested.epochs == epochs
+    why = next(n for n in notes if n.startswith("epochs="))
+    assert why.startswith(f"epochs={epochs} (") and kind in why
+    if kind == "demo" and device == "cpu":
+        assert "10 minutes" in why
+    # an explicit value is never replaced
+    explicit, notes = trainmod.resolve_requested(trainmod.TrainConfig(epochs=5), stats,
+                                              torch.device(device), DistInfo())
+    assert explicit.epochs == 5 and not any(n.startswith("epochs=") for n in notes)
