@@ -11,11 +11,16 @@ holds the real figures (9,555 boxes on 6,012 positive patients, 1024-px coordina
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from . import localization
+from . import localization, paths
+from .atomic import write_frame_csv
+from .processed import read_manifest, read_stats
+from .provenance import provenance, write_json_atomic
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 COLUMNS = ("mean", "sd", "q05", "q25", "q50", "q75", "q95")
@@ -128,8 +133,13 @@ def image_free_baselines(train_boxes: Sequence[Sequence[Sequence[float]]],
     Returns:
         ``fixed_point_pointing_game`` (share of images whose boxes hold the best fixed point),
         ``mean_box_prior_iou``, ``mean_box_prior_mass_in_boxes``, ``mean_box_prior_threshold``,
-        ``n_train``, ``n_eval``: comparable with :data:`RSNA_BASELINES_224`.
+        ``n_train``, ``n_eval``: comparable with :data:`RSNA_BASELINES_224`; the figures are
+        nan when either set holds no positive image.
     """
+    if not len(train_boxes) or not len(eval_boxes):  # too few positives (a tiny dataset)
+        return {"fixed_point_pointing_game": NAN, "mean_box_prior_iou": NAN,
+                "mean_box_prior_mass_in_boxes": NAN, "mean_box_prior_threshold": NAN,
+                "n_train": len(train_boxes), "n_eval": len(eval_boxes)}
     x, y = localization.fixed_point_baseline(train_boxes, size)
     point_map = np.zeros((size, size))
     point_map[y, x] = 1.0
@@ -159,3 +169,43 @@ def split_baselines(manifest: pd.DataFrame, size: int = 224,
 
     return image_free_baselines(boxes_of("train"), boxes_of(eval_split), boxes_of("val") or None,
                                 size)
+
+
+def manifest_labels(manifest: pd.DataFrame) -> pd.DataFrame:
+    """A processed manifest's boxes as RSNA-layout label rows (array pixels), one per box."""
+    rows = [{"patientId": pid, "x": b[0], "y": b[1], "width": b[2], "height": b[3], "Target": 1}
+            for pid, boxes in zip(manifest["patientId"], manifest["boxes"], strict=True)
+            for b in boxes]
+    return pd.DataFrame(rows, columns=["patientId", "x", "y", "width", "height", "Target"])
+
+
+def dataset_geometry(processed: str | Path | None = None,
+                     out_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The box geometry and image-free baselines of a processed dataset, saved and returned.
+
+    Writes ``<out_dir>/box_geometry.csv`` (:func:`compare_with_rsna` of the dataset's boxes,
+    all splits) and ``<out_dir>/image_free_baselines.json`` (:func:`split_baselines` on the test
+    split, beside :data:`RSNA_BASELINES_224`, with the data source and provenance).
+
+    Args:
+        processed: the processed folder (default ``data/Processed``).
+        out_dir: where to write (default ``metrics/``).
+
+    Returns:
+        ``(geometry table, baselines document)``.
+    """
+    processed = Path(processed) if processed is not None else paths.processed_dir()
+    out_dir = paths.ensure_writable_dir(out_dir if out_dir is not None else paths.metrics_dir())
+    stats = read_stats(processed)
+    manifest = read_manifest(processed)
+    size = int(stats.get("size") or 224)
+    geometry = box_geometry(manifest_labels(manifest), image_size=size)
+    table = compare_with_rsna(geometry, COLUMNS)
+    table.attrs.update(geometry.attrs)
+    doc = {"data_source": stats.get("source"), "processed": str(processed), "size": size,
+           "test": split_baselines(manifest, size), "rsna_real": dict(RSNA_BASELINES_224),
+           "left_half_share": geometry.attrs["left_half_share"],
+           "rsna_left_half_share": RSNA_LEFT_HALF_SHARE, "provenance": provenance()}
+    write_frame_csv(out_dir / "box_geometry.csv", table.rename_axis("quantity"))
+    write_json_atomic(out_dir / "image_free_baselines.json", doc)
+    return table, doc

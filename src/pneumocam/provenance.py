@@ -53,13 +53,39 @@ def git_commit(root: Path | None = None) -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name as ``lscpu`` shows it (Linux), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def cpu_capability() -> dict[str, Any]:
+    """The vector ISA PyTorch's CPU kernels use (``AVX512``, ``AVX2``, ...) and the variables
+    that cap it: results and timings differ between CPU kinds, so each result names its own."""
+    found: dict[str, Any] = {name: os.environ[name] for name in
+                             ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if name in os.environ}
+    torch = sys.modules.get("torch")  # only where torch is already loaded: no import cost here
+    if torch is not None:
+        try:
+            found["aten"] = torch.backends.cpu.get_cpu_capability()
+        except (AttributeError, RuntimeError):
+            pass
+    return found
+
+
 def provenance() -> dict[str, Any]:
     """Versions, git commit, host and time: the block every config/stats JSON carries."""
     return {
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),
         "git": git_commit(),
-        "host": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+        "host": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                 "cpu_model": cpu_model(), "cpu_capability": cpu_capability()},
         "command": " ".join(sys.argv),
     }
 

@@ -155,6 +155,9 @@ def _stamp(evals: Mapping[str, dict], configs: Mapping[str, dict | None]) -> lis
         device = _get(config, "arguments", "device") or "?"
         gpu = host.get("gpu") or host.get("device_name")
         where = f"{host.get('platform', '?')}, {host.get('cpu_count', '?')} CPUs"
+        if host.get("cpu_model"):
+            isa = (host.get("cpu_capability") or {}).get("aten")
+            where += f" ({host['cpu_model']}" + (f", {isa} kernels)" if isa else ")")
         if gpu:
             where += f", {gpu}"
         lines.append(f"`{run}`: trained with `--device {device}` on {where}; commit `{commit}`, "
