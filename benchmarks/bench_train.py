@@ -21,7 +21,6 @@ CUDA synchronize around the timed region.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from torch import nn
 from pneumocam.data import make_generator
 from pneumocam.distributed import resolve_device
 from pneumocam.model import build_model
+from pneumocam.provenance import cpu_model
 from pneumocam.train import (
     StepContext,
     make_batches,
@@ -74,19 +74,22 @@ def _sync(device: torch.device) -> None:
 
 
 def bench_project(images: np.ndarray, labels: np.ndarray, device: torch.device, batch: int,
-                  steps: int, warmup: int, compile_model: bool) -> float:
-    """Images/second of ``train_one_epoch`` over ``steps`` steps after ``warmup`` steps."""
+                  steps: int, warmup: int, compile_model: bool, channels_last: bool = True) -> float:
+    """Images/second of ``train_one_epoch`` over ``steps`` steps after ``warmup`` steps, in
+    NHWC (``channels_last``, the project's default) or contiguous NCHW memory format."""
     torch.manual_seed(0)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
-    model = build_model().to(device).to(memory_format=torch.channels_last)
+    model = build_model().to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = make_optimizer(model, 1e-3, 1e-4, device)
     sched = make_scheduler(opt, "cosine", 1e-3, warmup + steps + 1)
     run_model = torch.compile(model) if compile_model else model
     ctx = StepContext(model=run_model, optimizer=opt, scheduler=sched,
                       loss_fn=nn.BCEWithLogitsLoss(), mean=float(images.mean() / 255),
-                      std=float(images.std() / 255), device=device, channels_last=True,
+                      std=float(images.std() / 255), device=device, channels_last=channels_last,
                       amp_dtype=torch.bfloat16 if device.type == "cuda" else None)
     batches = make_batches(images, labels, batch, "balanced", 0, device)
     if len(batches) < 1:
@@ -184,6 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline-workers", type=int, default=0,
                         help="DataLoader workers of the seed-style loop (the seed used 0)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the project model")
+    parser.add_argument("--memory-format", choices=["channels_last", "contiguous", "both"],
+                        default="channels_last",
+                        help="the project loop's memory format; 'both' times each and prints "
+                             "the ratio (the faster one depends on the CPU's vector ISA)")
     parser.add_argument("--skip-baseline", action="store_true",
                         help="time only the project loop")
     parser.add_argument("--data-dir", type=Path, default=None,
@@ -197,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     steps = args.steps or (60 if cuda else 8)
     warmup = args.warmup or ((30 if args.compile else 15) if cuda else 1)
     base_steps = args.baseline_steps or (20 if cuda else 4)
-    name = torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu"
+    name = torch.cuda.get_device_name(device) if cuda else cpu_model() or "cpu"
     print(f"torch {torch.__version__}, device {device} ({name}), "
           f"CPU threads {torch.get_num_threads()}", flush=True)
 
@@ -208,9 +215,15 @@ def main(argv: list[str] | None = None) -> int:
           f"({'from ' + str(args.data_dir) if args.data_dir else 'synthesised'}) in "
           f"{time.perf_counter() - t0:.1f} s", flush=True)
 
-    t0 = time.perf_counter()
-    project = bench_project(images, labels, device, batch, steps, warmup, args.compile)
-    print(f"project loop done in {time.perf_counter() - t0:.1f} s", flush=True)
+    formats = (["channels_last", "contiguous"] if args.memory_format == "both"
+               else [args.memory_format])
+    by_format = {}
+    for fmt in formats:
+        t0 = time.perf_counter()
+        by_format[fmt] = bench_project(images, labels, device, batch, steps, warmup, args.compile,
+                                       channels_last=fmt == "channels_last")
+        print(f"project loop ({fmt}) done in {time.perf_counter() - t0:.1f} s", flush=True)
+    project = by_format[formats[0]]
     seed = None
     if not args.skip_baseline:
         t0 = time.perf_counter()
@@ -218,9 +231,9 @@ def main(argv: list[str] | None = None) -> int:
                                 args.baseline_workers)
         print(f"seed-style loop done in {time.perf_counter() - t0:.1f} s", flush=True)
 
-    mode = ("bf16, channels_last, GPU-resident uint8" if cuda else "fp32, channels_last, "
-            "DataLoader") + (", torch.compile" if args.compile else "")
-    rows = [("project", mode, batch, steps, project)]
+    rows = [("project", ("bf16, GPU-resident uint8" if cuda else "fp32, DataLoader")
+             + f", {fmt}" + (", torch.compile" if args.compile else ""), batch, steps, ips)
+            for fmt, ips in by_format.items()]
     if seed is not None:
         rows.append(("seed-style", f"fp32, DatasetFolder .npy, CPU transforms, "
                                    f"{args.baseline_workers} workers", SEED_BATCH, base_steps, seed))
@@ -230,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{loop:<11} {setup:<58} {b:>5} {s:>5} {ips:>10.1f}")
     if seed is not None:
         print(f"\nratio project / seed-style: {project / seed:.1f}x  (same data, {device})")
+    if len(by_format) == 2:
+        ratio = by_format["channels_last"] / by_format["contiguous"]
+        print(f"ratio channels_last / contiguous: {ratio:.2f}x  ({device}, CPU kernels "
+              f"{torch.backends.cpu.get_cpu_capability()})")
     if cuda:
         target = 16000 if args.compile else 11000
         print(f"targets on an H100/H200: project >= {target} images/s, ratio >= 20x")

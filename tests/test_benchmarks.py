@@ -5,6 +5,7 @@ These check that the scripts work, not how fast anything is (speed is for the be
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,13 @@ def test_bench_train_prints_ratio_on_cpu() -> None:
     text = run("bench_train.py", "--device", "cpu", "--n-images", "64", "--size", "32",
                "--steps", "2", "--warmup", "1", "--batch-size", "8", "--baseline-steps", "1")
     assert "ratio project / seed-style:" in text, text
+
+
+def test_bench_train_compares_memory_formats() -> None:
+    text = run("bench_train.py", "--device", "cpu", "--n-images", "64", "--size", "32",
+               "--steps", "2", "--skip-baseline", "--memory-format", "both")
+    assert "channels_last" in text and "contiguous" in text
+    assert re.search(r"ratio channels_last / contiguous: [0-9.]+x", text)
 
 
 def test_bench_train_refuses_too_few_images_for_the_seed_loop() -> None:
