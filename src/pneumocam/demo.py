@@ -467,14 +467,15 @@ def _soft_lungs(lungs: np.ndarray) -> np.ndarray:
     return _blur(lungs.astype(np.float32) / 255.0, 1.6)
 
 
-def _opacity_allow(lungs: np.ndarray) -> np.ndarray:
-    """float32 (_MID, _MID) in [0, 1]: where an opacity may show. The lung fields (heart shadow
-    included) plus the posterior recesses, which reach below the diaphragm domes on a frontal
-    film: the lung union smeared downward by 0.12 of the image height, with a soft edge."""
+def _opacity_allow(lung: np.ndarray) -> np.ndarray:
+    """float32 (_MID, _MID) in [0, 1]: where an opacity of one lung may show. That lung field
+    (uint8 (_LO, _LO) mask, heart shadow included) plus its posterior recess, which reaches below
+    the diaphragm dome on a frontal film: the mask smeared downward by 0.12 of the image height,
+    with a soft edge. One lung only, so an opacity never spans the mediastinum."""
     reach = int(round(0.12 * _LO))
     kernel = np.zeros((2 * reach + 1, 1), np.uint8)
     kernel[:reach + 1] = 1  # anchor at the centre: each pixel takes the max of those above it
-    recess = cv2.dilate(lungs, kernel)
+    recess = cv2.dilate(lung, kernel)
     return _up(_blur(recess.astype(np.float32) / 255.0, 2.0), _MID)
 
 
@@ -771,14 +772,14 @@ def _opacity_size(rng: np.random.Generator, config: DemoConfig) -> tuple[float, 
 
 
 def _place_opacities(rng: np.random.Generator, frame: _Frame, anat: _Anatomy,
-                     side_masks: Sequence[np.ndarray], allow: np.ndarray, n: int,
+                     side_masks: Sequence[np.ndarray], allows: Sequence[np.ndarray], n: int,
                      config: DemoConfig
                      ) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float, float, float]]]:
     """Draw ``n`` consolidations with RSNA-like box geometry (see :class:`DemoConfig`).
 
     Args:
         side_masks: uint8 (_LO, _LO) masks of the image-left and image-right lung.
-        allow: float32 (_MID, _MID) in [0, 1], where opacity may show (the soft lung union).
+        allows: per lung, float32 (_MID, _MID) in [0, 1], where its opacities may show.
 
     Returns:
         ``(alpha, density, boxes)``: float32 (_MID, _MID) opacity alpha (max over opacities) and
@@ -794,7 +795,8 @@ def _place_opacities(rng: np.random.Generator, frame: _Frame, anat: _Anatomy,
         side_mask = cv2.erode(side_masks[0 if side < 0 else 1], np.ones((9, 9), np.uint8))
         for _ in range(20):
             centre = _opacity_centre(rng, side, frame, anat, side_mask, taken, config)
-            box = _render_opacity(rng, centre, _opacity_size(rng, config), config, allow,
+            box = _render_opacity(rng, centre, _opacity_size(rng, config), config,
+                                  allows[0 if side < 0 else 1],
                                   alpha_tot, opa_dens)
             if box is not None:
                 break
@@ -918,9 +920,9 @@ def render_radiograph(rng: np.random.Generator, view: str, n_opacities: int = 0,
     # --- fine structures at _MID ----------------------------------------------------------------
     dens_m = _up((dens + heel).astype(np.float32), _MID)
     lung_m = _up(lung_vis, _MID)
-    allow = _opacity_allow(lungs)
+    allows = [_opacity_allow(m) for m in side_masks]
 
-    alpha_tot, opa_dens, boxes = _place_opacities(o_rng, frame, anat, side_masks, allow,
+    alpha_tot, opa_dens, boxes = _place_opacities(o_rng, frame, anat, side_masks, allows,
                                                   n_opacities, config)
     if n_opacities:
         # consolidation replaces air, so it adds most where the beam crosses the most lung
@@ -1020,9 +1022,9 @@ def radiograph_boxes(rng: np.random.Generator, view: str, n_opacities: int = 0,
     findings = _choose_findings(f_rng, view, distractors, config)
     anat = _sample_anatomy(a_rng, view, sex, age, findings)
     frame = _Frame(anat)
-    side_masks, lungs = _lung_fields(frame, anat)
-    allow = _opacity_allow(lungs)
-    return _place_opacities(o_rng, frame, anat, side_masks, allow, n_opacities, config)[2]
+    side_masks, _ = _lung_fields(frame, anat)
+    allows = [_opacity_allow(m) for m in side_masks]
+    return _place_opacities(o_rng, frame, anat, side_masks, allows, n_opacities, config)[2]
 
 
 def case_boxes(case: CaseSpec, rng: np.random.Generator,
