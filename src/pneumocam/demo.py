@@ -150,9 +150,11 @@ class DemoConfig:
     faint_density: tuple[float, float] = (0.04, 0.09)
     """Peak added density of a faint opacity."""
     box_width: tuple[float, float] = (205.0, 50.0)
-    """Mean and sd (1024-px) of an opacity's intended box width, normal (RSNA: 218, 59)."""
+    """Mean and sd (1024-px) of an opacity's intended box width, normal; the labelled boxes,
+    after the lung clips them, come out at RSNA's 218 +- 59."""
     box_height: tuple[float, float] = (275.0, 0.6)
-    """Median (1024-px) and log-sd of its intended height, log-normal (RSNA: median 298)."""
+    """Median (1024-px) and log-sd of its intended height, log-normal; labelled: median about
+    315 against RSNA's 298, 95% quantile 600 against 623."""
     centre_across: tuple[float, float] = (0.42, 0.2)
     """Mean and sd of the box centre's position across its lung, 0 medial edge, 1 lateral."""
     centre_down: tuple[float, float] = (0.92, 0.3)
@@ -716,8 +718,9 @@ def _render_opacity(rng: np.random.Generator, centre: tuple[float, float],
     return x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()), y0 + int(ys.max())
 
 
-# alpha >= box_threshold reaches about this many lobe sigmas from the centre (measured on
-# rendered opacities: irregular lobes of 0.55-0.95 sigma, offsets, smoothstep edge)
+# Half a box spans about this many lobe sigmas (irregular lobes of 0.55-0.95 sigma, random
+# offsets, smoothstep edge, then the lung's clip); calibrated with box_width/box_height so that
+# the labelled boxes match RSNA's sizes (tests/test_demo.py::test_box_geometry_follows_rsna).
 _EXTENT_PER_SIGMA = 1.15
 
 
