@@ -117,12 +117,15 @@ def find_interpretations(metrics_dir: Path | None = None,
         per_image = _read_csv(mdir / f"{tag}_localization.csv")
         threshold = (report.get("classification") or {}).get("operating_threshold")
         source = DataSource.from_json(report.get("data_source"))
+        data_dir = Path(report.get("data_dir") or paths.processed_dir())
+        if not (data_dir / "manifest.csv").is_file():  # moved: the project's own folder
+            data_dir = mdir.parent / "data" / "Processed"
         found.append(Interpretation(
             tag=tag, run=str(report["run"]), method=str(report.get("method", "cam")),
             split=str(report.get("split", "test")),
             threshold=float(threshold) if isinstance(threshold, (int, float)) else 0.5,
             demo=bool(report.get("synthetic_demo")) or source.maybe_synthetic,
-            data_dir=Path(report.get("data_dir") or paths.processed_dir()),
+            data_dir=data_dir,
             index=index if index is not None and maps_path.is_file() else None,
             maps_path=maps_path if maps_path.is_file() and index is not None else None,
             per_image=per_image if per_image is not None else pd.DataFrame(),
