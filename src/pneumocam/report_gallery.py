@@ -33,7 +33,7 @@ import pandas as pd
 from . import paths
 from .processed import DataSource, read_manifest
 from .selection import GRID_CELLS
-from .thumbnails import encode_jpeg, feature_peaks, normalize_maps, render_overlays
+from .thumbnails import encode_jpeg, feature_peaks, map_levels, render_overlays
 
 THUMB_SIZE = 160  #: gallery thumbnails, px (square)
 FULL_MIN_SIZE = 224  #: detail overlays: the array's size, small arrays upscaled to this
@@ -246,7 +246,7 @@ def write_gallery_assets(interps: Sequence[Interpretation], site: Path,
                     py, px = _num(loc.at[pid, "peak_y"]), _num(loc.at[pid, "peak_x"])
                     if py is not None and px is not None:
                         peaks[j] = (py, px)
-            norm = normalize_maps(raw, it.method)
+            norm = map_levels(raw, it.method)
             side = max(FULL_MIN_SIZE, arrays.shape[1])
             thumbs = render_overlays(arrays, norm, boxes, peaks, thumb_size)
             fulls = render_overlays(arrays, norm, boxes, peaks, side)

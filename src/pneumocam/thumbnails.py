@@ -118,14 +118,35 @@ def _draw_marks(canvas: np.ndarray, boxes: Sequence[Box], peak: np.ndarray | Non
                      _bgr(PEAK_COLOR), thick + 1, cv2.LINE_AA, _SHIFT)
 
 
+def map_levels(raw: np.ndarray, method: str = "cam") -> np.ndarray:
+    """:func:`normalize_maps` quantised to 0..255 in one pass per image (the thumbnails' input).
+
+    Args:
+        raw: float (N, H, W) saved maps. method: as for :func:`normalize_maps`.
+
+    Returns:
+        uint8 (N, H, W): ``round(255 * (map - min) / (max - min))``; a constant map gives 0.
+    """
+    raw = np.asarray(raw, dtype=np.float32)
+    out = np.empty(raw.shape, np.uint8)
+    for i, one in enumerate(raw):
+        if method != "cam":
+            one = cv2.threshold(one, 0, 0, cv2.THRESH_TOZERO)[1]  # ReLU, vectorised by OpenCV
+        lo, hi = float(one.min()), float(one.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        # |scale * x - scale * lo| with x >= lo is the scaled map itself: saturated, rounded
+        out[i] = cv2.convertScaleAbs(one, alpha=scale, beta=-lo * scale)
+    return out
+
+
 def render_overlays(images: np.ndarray, maps: np.ndarray | None, boxes: Sequence[Sequence[Box]],
                     peaks: np.ndarray | None, size: int,
                     alpha: float = DEFAULT_ALPHA) -> np.ndarray:
     """Radiographs with the map blended on top, the boxes and the peak, at ``size`` px.
 
     Args:
-        images: uint8 (N, H, W). maps: float (N, H, W) in [0, 1], or None for the
-            radiographs alone (boxes still drawn when given).
+        images: uint8 (N, H, W). maps: float (N, H, W) in [0, 1] or uint8 levels 0..255
+            (:func:`map_levels`), or None for the radiographs alone (boxes still drawn).
         boxes: N box lists in image pixels (``[]`` for none). peaks: float (N, 2) ``(y, x)``
             or None; NaN rows are not drawn.
         size: the output side in pixels (the images are square or stretched to a square).
@@ -139,16 +160,21 @@ def render_overlays(images: np.ndarray, maps: np.ndarray | None, boxes: Sequence
         raise ValueError(f"render_overlays needs uint8 (N, H, W) images, got {images.dtype} "
                          f"{images.shape}")
     n, h, w = images.shape
-    gray = _resize_batch(images, size)
-    # The blend is one array expression for the whole batch; applyColorMap takes one 2-D
-    # image, so the batch's maps go through it stacked as one tall image.
-    base = np.repeat(gray[..., None], 3, axis=3).astype(np.float32)
+    if n == 0:
+        return np.empty((0, size, size, 3), np.uint8)
+    # OpenCV's colour conversion, colormap and blend take one 2-D image each: the batch goes
+    # through them stacked as one tall image, so each is one vectorised call per batch.
+    gray = _resize_batch(images, size).reshape(n * size, size)
+    out = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
     if maps is not None:
-        small = _resize_batch(np.asarray(maps, np.float32), size)
-        levels = np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        colored = cv2.applyColorMap(levels.reshape(n * size, size), cv2.COLORMAP_INFERNO)
-        base = (1 - alpha) * base + alpha * colored.reshape(n, size, size, 3).astype(np.float32)
-    out = np.ascontiguousarray(np.clip(base + 0.5, 0, 255).astype(np.uint8))
+        maps = np.asarray(maps)
+        if maps.dtype != np.uint8:
+            maps = cv2.convertScaleAbs(maps.reshape(n * h, w).astype(np.float32, copy=False),
+                                       alpha=255.0).reshape(n, h, w)
+        levels = _resize_batch(maps, size).reshape(n * size, size)
+        colored = cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO)
+        out = cv2.addWeighted(out, 1.0 - alpha, colored, alpha, 0.0)
+    out = out.reshape(n, size, size, 3)
     scale = (size / h, size / w)
     for i in range(n):
         peak = None if peaks is None or maps is None else np.asarray(peaks[i], float)
