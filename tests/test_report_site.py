@@ -132,6 +132,24 @@ def test_a_killed_build_leaves_the_previous_site(study, tmp_path, monkeypatch) -
     assert not list((root / "images").glob(".report-*"))
 
 
+def test_the_page_names_the_command_for_what_is_missing(study, tmp_path, monkeypatch) -> None:
+    empty = tmp_path / "empty"
+    monkeypatch.setenv("PNEUMOCAM_ROOT", str(empty))
+    page = write_site().read_text()  # nothing at all: every section says what to run
+    assert "python scripts/preprocess.py" in page and "python scripts/run_pipeline.py" in page
+    root = tmp_path / "copy"
+    shutil.copytree(study, root)
+    for suffix in ("_localization.json", "_localization.csv", "_maps.npy", "_maps_index.csv"):
+        (root / "metrics" / f"balanced{suffix}").unlink()
+    monkeypatch.setenv("PNEUMOCAM_ROOT", str(root))
+    page = write_site().read_text()  # balanced trained, not interpreted: its section says so
+    assert "balanced is not interpreted yet" in page
+    assert "python scripts/interpret.py --weights weights/balanced/best.pth --save-maps" in page
+    assert 'id="run-balanced"' in page and "balanced/roc.png" in page
+    data = (root / "images" / "report" / "gallery.html").read_text()
+    assert '"run":"balanced"' not in data and '"run":"original"' in data
+
+
 # --------------------------------------------------------------------------- in the browser
 
 
