@@ -75,13 +75,13 @@ def from_processed(folder: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndar
     """The first ``n`` test arrays of a processed folder and their boxes; random 7x7 maps."""
     import pandas as pd
 
-    from pneumocam.report_gallery import _boxes
+    from pneumocam.report_gallery import parse_boxes
 
     m = pd.read_csv(folder / "manifest.csv", dtype={"patientId": str})
     m = m[m["split"] == "test"].head(n)
     images = np.stack([np.load(folder / f) for f in m["array_file"]])
     _, raw, _ = synthetic(len(m), images.shape[1], seed)
-    return images, raw, [_boxes(b) for b in m["boxes"]]
+    return images, raw, [parse_boxes(b) for b in m["boxes"]]
 
 
 def batch_path(images: np.ndarray, raw: np.ndarray, boxes: list, out: Path) -> list[int]:

@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from .processed import DataSource, read_manifest
-from .selection import GRID_CELLS
+from .errors import PneumocamError, ProcessedDataError
+from .processed import read_manifest
 from .thumbnails import encode_jpeg, feature_peaks, map_levels, render_overlays
 
 THUMB_SIZE = 160  #: gallery thumbnails, px (square)
@@ -50,7 +50,6 @@ class Interpretation:
     Attributes:
         tag: the metrics files' prefix (``metrics/<tag>_localization.json``).
         run, method, split: from the JSON. threshold: the operating threshold (probability).
-        demo: made from the synthetic demo data (or an unknown source).
         data_dir: the processed folder the maps were computed on.
         index: ``<tag>_maps_index.csv`` (patientId, label, probability) or None when the maps
             were not saved. maps_path: ``<tag>_maps.npy`` or None.
@@ -63,7 +62,6 @@ class Interpretation:
     method: str
     split: str
     threshold: float
-    demo: bool
     data_dir: Path
     index: pd.DataFrame | None
     maps_path: Path | None
@@ -116,7 +114,6 @@ def find_interpretations(metrics_dir: Path | None = None,
         maps_path = mdir / f"{tag}_maps.npy"
         per_image = _read_csv(mdir / f"{tag}_localization.csv")
         threshold = (report.get("classification") or {}).get("operating_threshold")
-        source = DataSource.from_json(report.get("data_source"))
         data_dir = Path(report.get("data_dir") or paths.processed_dir())
         if not (data_dir / "manifest.csv").is_file():  # moved: the project's own folder
             data_dir = mdir.parent / "data" / "Processed"
@@ -124,7 +121,6 @@ def find_interpretations(metrics_dir: Path | None = None,
             tag=tag, run=str(report["run"]), method=str(report.get("method", "cam")),
             split=str(report.get("split", "test")),
             threshold=float(threshold) if isinstance(threshold, (int, float)) else 0.5,
-            demo=bool(report.get("synthetic_demo")) or source.maybe_synthetic,
             data_dir=data_dir,
             index=index if index is not None and maps_path.is_file() else None,
             maps_path=maps_path if maps_path.is_file() and index is not None else None,
@@ -151,7 +147,7 @@ def _slug(text: str, taken: set[str]) -> str:
     return slug
 
 
-def _patient_key(pid: str) -> str:
+def patient_key(pid: str) -> str:
     """A file-name-safe, stable key for a patientId (which may hold any character)."""
     return hashlib.sha1(pid.encode("utf-8")).hexdigest()[:16]
 
@@ -164,15 +160,8 @@ def _num(v: Any) -> float | None:
     return None if math.isnan(x) else x
 
 
-def _split_rows(data_dir: Path, split: str, manifests: dict[Path, pd.DataFrame]) -> pd.DataFrame:
-    """The manifest rows of ``split`` in the order interpretation read them."""
-    if data_dir not in manifests:
-        manifests[data_dir] = read_manifest(data_dir)
-    m = manifests[data_dir]
-    return m[m["split"] == split].reset_index(drop=True)
-
-
-def _boxes(text: Any) -> list[list[float]]:
+def parse_boxes(text: Any) -> list[list[float]]:
+    """A manifest's ``boxes`` cell (JSON ``[[x, y, w, h], ...]``) as floats; [] when empty."""
     if isinstance(text, list):
         return text
     try:
@@ -188,7 +177,69 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _load_arrays(data_dir: Path, files: Iterable[str]) -> np.ndarray:
-    return np.stack([np.load(data_dir / f) for f in files])
+    """uint8 (N, H, W) arrays of a processed folder; a missing one names the file and the fix."""
+    try:
+        return np.stack([np.load(data_dir / f) for f in files])
+    except (OSError, ValueError) as exc:
+        raise ProcessedDataError(f"{data_dir}: cannot read the arrays the maps were made from "
+                                 f"({exc}); rerun preprocessing, then interpretation.") from None
+
+
+def _aligned_rows(it: Interpretation, manifests: dict[Path, pd.DataFrame]) -> pd.DataFrame:
+    """The manifest rows of the maps' images, in the maps' order (the index's).
+
+    Raises:
+        ProcessedDataError: the manifest is gone, lacks an indexed image, or the maps file does
+            not hold one map per indexed image (names the command that rewrites them).
+    """
+    index = it.index
+    if it.data_dir not in manifests:
+        manifests[it.data_dir] = read_manifest(it.data_dir)
+    rows = manifests[it.data_dir]
+    rows = rows[rows["split"] == it.split]
+    rows = rows.set_index(rows["patientId"].astype(str))  # the column stays: the page shows it
+    missing = set(index["patientId"]) - set(rows.index)
+    n_maps = np.load(it.maps_path, mmap_mode="r").shape[0]
+    if missing or n_maps != len(index):
+        raise ProcessedDataError(
+            f"metrics/{it.tag}_maps.npy ({n_maps} maps) and its index ({len(index)} images, "
+            f"{len(missing)} not in {it.data_dir}/manifest.csv) do not match; rewrite them with "
+            f"{it.save_maps_command}")
+    return rows.loc[index["patientId"]].reset_index(drop=True)
+
+
+def _peaks(raw: np.ndarray, pids: Sequence[str], loc: pd.DataFrame) -> np.ndarray:
+    """Each map's peak (y, x): the pointing game's own (``peak_y``, ``peak_x`` of the
+    localization CSV) where it was measured, else :func:`feature_peaks`."""
+    peaks = feature_peaks(raw)
+    if "peak_x" in loc.columns:
+        for j, pid in enumerate(pids):
+            if pid in loc.index:
+                py, px = _num(loc.at[pid, "peak_y"]), _num(loc.at[pid, "peak_x"])
+                if py is not None and px is not None:
+                    peaks[j] = (py, px)
+    return peaks
+
+
+def _image_record(row: pd.Series, boxes: list, xr: str) -> dict[str, Any]:
+    """What the page shows of one image: patientId, label and class, view, sex, age, boxes."""
+    return {"id": str(row["patientId"]), "label": int(row["label"]),
+            "cls": str(row.get("class") or ""), "view": str(row.get("view_position") or ""),
+            "sex": str(row.get("sex") or ""), "age": _num(row.get("age")), "boxes": boxes,
+            "xr": xr}
+
+
+def _entry(n: int, prob: float, cell: str, image: int, key: str, loc: pd.DataFrame,
+           pid: str) -> dict[str, Any]:
+    """One image of one interpretation: probability, cell, localization numbers, picture paths."""
+    entry = {"i": image, "p": prob, "c": cell, "h": None, "iou": None, "mass": None,
+             "rsna": None, "t": f"img/{key}/t{n}.jpg", "f": f"img/{key}/f{n}.jpg"}
+    if pid in loc.index:
+        row = loc.loc[pid]
+        hit = _num(row.get("pointing_hit"))
+        entry.update(h=None if hit is None else bool(hit), iou=_num(row.get("iou")),
+                     mass=_num(row.get("mass_in_boxes")), rsna=_num(row.get("rsna_score")))
+    return entry
 
 
 def write_gallery_assets(interps: Sequence[Interpretation], site: Path,
@@ -201,16 +252,15 @@ def write_gallery_assets(interps: Sequence[Interpretation], site: Path,
             returned paths are relative to it.
 
     Returns:
-        ``{"images": [...], "runs": [...], "entries": {slug: [...]}}``: one ``images`` record
+        ``{"images": [...], "runs": [...], "entries": {key: [...]}}``: one ``images`` record
         per patient (``id``, ``label``, ``cls``, ``view``, ``sex``, ``age``, ``boxes``, ``xr``
         the radiograph's path), one ``runs`` record per interpretation (``key``, ``tag``,
         ``run``, ``method``, ``split``, ``threshold``, ``n``, ``has_maps``, ``command``,
-        ``cells``: counts per confusion cell), and per interpretation one entry per image
-        (``i`` its ``images`` index, ``p`` probability, ``c`` cell, ``h`` pointing hit
-        true/false/None, ``iou``, ``mass``, ``rsna``, ``t`` thumbnail and ``f`` overlay paths).
-
-    Raises:
-        ProcessedDataError: the processed folder an interpretation names is gone.
+        ``problem``: why its maps cannot be shown, or None), and per interpretation one entry
+        per image (``i`` its ``images`` index, ``p`` probability, ``c`` confusion cell, ``h``
+        pointing hit true/false/None, ``iou``, ``mass``, ``rsna``, ``t`` thumbnail and ``f``
+        overlay paths). An interpretation whose files do not fit together gets a ``problem``
+        and no entries; the others are still drawn.
     """
     images: list[dict[str, Any]] = []
     by_pid: dict[str, int] = {}
@@ -222,74 +272,43 @@ def write_gallery_assets(interps: Sequence[Interpretation], site: Path,
         record: dict[str, Any] = {
             "key": key, "tag": it.tag, "run": it.run, "method": it.method, "split": it.split,
             "threshold": it.threshold, "has_maps": it.has_maps, "command": it.save_maps_command,
-            "n": 0, "cells": {c: 0 for c in GRID_CELLS}}
+            "problem": None, "n": 0}
         runs.append(record)
         if not it.has_maps:
             continue
-        rows = _split_rows(it.data_dir, it.split, manifests)
-        index = it.index.reset_index(drop=True)
-        if len(index) != len(rows) or list(index["patientId"]) != list(rows["patientId"].astype(str)):
-            # the index is the order the maps were written in: align the manifest to it
-            rows = rows.set_index(rows["patientId"].astype(str)).loc[index["patientId"]].reset_index(drop=True)
+        try:
+            rows = _aligned_rows(it, manifests)
+        except PneumocamError as exc:
+            record.update(has_maps=False, problem=str(exc))
+            continue
+        probs = it.index["probability"].to_numpy(dtype=float)
         loc = it.per_image.set_index("patientId") if len(it.per_image) else pd.DataFrame()
         maps = np.load(it.maps_path, mmap_mode="r")
         out: list[dict[str, Any]] = []
-        for start in range(0, len(rows), CHUNK):
+        for start in range(0, len(rows), CHUNK):  # a bounded batch: any split fits in memory
             part = rows.iloc[start:start + CHUNK]
+            pids = part["patientId"].astype(str).tolist()
             arrays = _load_arrays(it.data_dir, part["array_file"])
             raw = np.asarray(maps[start:start + len(part)], np.float32)
-            boxes = [_boxes(b) for b in part["boxes"]]
-            peaks = feature_peaks(raw)
-            pids = part["patientId"].astype(str).tolist()
-            for j, pid in enumerate(pids):  # the pointing game's own peak where it was measured
-                if pid in loc.index and "peak_x" in loc.columns:
-                    py, px = _num(loc.at[pid, "peak_y"]), _num(loc.at[pid, "peak_x"])
-                    if py is not None and px is not None:
-                        peaks[j] = (py, px)
-            norm = map_levels(raw, it.method)
+            boxes = [parse_boxes(b) for b in part["boxes"]]
+            levels, peaks = map_levels(raw, it.method), _peaks(raw, pids, loc)
             side = max(FULL_MIN_SIZE, arrays.shape[1])
-            thumbs = render_overlays(arrays, norm, boxes, peaks, thumb_size)
-            fulls = render_overlays(arrays, norm, boxes, peaks, side)
-            new = [j for j, pid in enumerate(pids) if pid not in by_pid]
-            plain = render_overlays(arrays[new], None, [[] for _ in new], None, side) if new else []
+            thumbs = render_overlays(arrays, levels, boxes, peaks, thumb_size)
+            fulls = render_overlays(arrays, levels, boxes, peaks, side)
+            new = [j for j, pid in enumerate(pids) if pid not in by_pid]  # radiographs: once
+            plain = render_overlays(arrays[new], None, [[]] * len(new), None, side)
             for k, j in enumerate(new):
-                xr = f"img/xr/{_patient_key(pids[j])}.jpg"
+                xr = f"img/xr/{patient_key(pids[j])}.jpg"
                 _write(site / xr, encode_jpeg(plain[k], FULL_QUALITY))
-                r = part.iloc[j]
                 by_pid[pids[j]] = len(images)
-                images.append({"id": pids[j], "label": int(r["label"]), "cls": str(r.get("class") or ""),
-                               "view": str(r.get("view_position") or ""), "sex": str(r.get("sex") or ""),
-                               "age": _num(r.get("age")), "boxes": boxes[j], "xr": xr})
+                images.append(_image_record(part.iloc[j], boxes[j], xr))
             for j, pid in enumerate(pids):
                 n = start + j
-                prob = float(index.at[n, "probability"])
-                cell = confusion_cell(int(part.iloc[j]["label"]), prob, it.threshold)
-                record["cells"][cell] += 1
-                t, f = f"img/{key}/t{n}.jpg", f"img/{key}/f{n}.jpg"
-                _write(site / t, encode_jpeg(thumbs[j], THUMB_QUALITY))
-                _write(site / f, encode_jpeg(fulls[j], FULL_QUALITY))
-                entry = {"i": by_pid[pid], "p": prob, "c": cell, "h": None, "iou": None,
-                         "mass": None, "rsna": None, "t": t, "f": f}
-                if pid in loc.index:
-                    row = loc.loc[pid]
-                    hit = _num(row.get("pointing_hit"))
-                    entry.update(h=None if hit is None else bool(hit), iou=_num(row.get("iou")),
-                                 mass=_num(row.get("mass_in_boxes")), rsna=_num(row.get("rsna_score")))
+                cell = confusion_cell(int(part.iloc[j]["label"]), probs[n], it.threshold)
+                entry = _entry(n, float(probs[n]), cell, by_pid[pid], key, loc, pid)
+                _write(site / entry["t"], encode_jpeg(thumbs[j], THUMB_QUALITY))
+                _write(site / entry["f"], encode_jpeg(fulls[j], FULL_QUALITY))
                 out.append(entry)
         record["n"] = len(out)
         entries[key] = out
     return {"images": images, "runs": runs, "entries": entries}
-
-
-def gallery_counts(data: Mapping[str, Any], key: str) -> dict[str, int]:
-    """How many images each filter of one interpretation shows (what the page must show):
-    ``all``, each confusion cell, ``pos``/``neg`` (true label), ``AP``/``PA``, ``hit``/``miss``."""
-    es, imgs = data["entries"].get(key, []), data["images"]
-    counts = {"all": len(es), **{c: sum(e["c"] == c for e in es) for c in GRID_CELLS}}
-    counts["pos"] = sum(imgs[e["i"]]["label"] == 1 for e in es)
-    counts["neg"] = counts["all"] - counts["pos"]
-    for v in ("AP", "PA"):
-        counts[v] = sum(imgs[e["i"]]["view"] == v for e in es)
-    counts["hit"] = sum(e["h"] is True for e in es)
-    counts["miss"] = sum(e["h"] is False for e in es)
-    return counts

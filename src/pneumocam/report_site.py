@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
 
 from . import paths
@@ -42,7 +43,13 @@ from .readme_results import (
     localization_rows,
     run_vs_run_lines,
 )
-from .report_gallery import Interpretation, find_interpretations, write_gallery_assets
+from .report_gallery import (
+    Interpretation,
+    find_interpretations,
+    parse_boxes,
+    patient_key,
+    write_gallery_assets,
+)
 from .selection import CELL_NAMES, GRID_CELLS
 from .thumbnails import encode_jpeg, render_overlays
 
@@ -275,18 +282,15 @@ def _data_section(study: Study, site: Path) -> str:
                        test[test["label"] == 0].head(N_SAMPLES // 2)])
     figs = []
     if len(picks):
-        import numpy as np
-
-        from .report_gallery import _boxes, _patient_key
         try:
             arrays = np.stack([np.load(study.processed / f) for f in picks["array_file"]])
         except (OSError, ValueError):
             arrays = None
         if arrays is not None:
-            boxes = [_boxes(b) for b in picks["boxes"]]
+            boxes = [parse_boxes(b) for b in picks["boxes"]]
             drawn = render_overlays(arrays, None, boxes, None, max(224, arrays.shape[1]))
             for img, (_, r), b in zip(drawn, picks.iterrows(), boxes, strict=True):
-                rel = f"{SITE_DIR}/img/samples/{_patient_key(str(r['patientId']))}.jpg"
+                rel = f"{SITE_DIR}/img/samples/{patient_key(str(r['patientId']))}.jpg"
                 (site / rel).parent.mkdir(parents=True, exist_ok=True)
                 (site / rel).write_bytes(encode_jpeg(img, 88))
                 label = "pneumonia" if int(r["label"]) == 1 else "no pneumonia"

@@ -104,7 +104,8 @@
     shown.sort(sortKey);
     while (note.firstChild) { note.removeChild(note.firstChild); }
     sel.filter(function (r) { return !r.has_maps; }).forEach(function (r) {
-      var p = el("p", "todo", "The maps of " + r.run + " (" + r.method + ") were not saved, so its images are not shown. Add them with: ");
+      var p = el("p", "todo", "The maps of " + r.run + " (" + r.method + ") " +
+        (r.problem ? "cannot be shown: " + r.problem + ". " : "were not saved, so its images are not shown. ") + "Add them with: ");
       p.appendChild(el("code", null, r.command));
       note.appendChild(p);
     });
