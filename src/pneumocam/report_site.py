@@ -35,13 +35,13 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from .localization_comparison import summarize_comparison
+from .errors import PneumocamError
+from .localization_comparison import run_pairs, summarize_comparison
 from .processed import DataSource
 from .readme_results import (
     RUN_ORDER,
     classification_rows,
     localization_rows,
-    run_vs_run_lines,
 )
 from .report_gallery import (
     Interpretation,
@@ -407,16 +407,14 @@ def _interpretability_section(study: Study) -> str:
                "game).</p>")
     out.append(table(["localization on the test positives", *interpreted],
                      localization_rows(interpreted, locs)))
-    pair_lines = run_vs_run_lines(study.metrics, locs)
-    if pair_lines:
-        out.append("<h3>Run against run, on the same images</h3><ul>"
-                   + "".join(f"<li>{esc(line.lstrip('- '))}</li>" for line in pair_lines) + "</ul>")
-    try:
-        conclusions = summarize_comparison(locs)
-    except Exception:  # noqa: BLE001 - conclusions are a summary: never break the page for one
-        conclusions = ""
+    try:  # the run-vs-run pairs from the per-image CSVs, as the README's block computes them
+        tables = {r: pd.read_csv(study.metrics / f"{r}_localization.csv", dtype={"patientId": str})
+                  for r in interpreted if (study.metrics / f"{r}_localization.csv").is_file()}
+        conclusions = summarize_comparison(locs, run_pairs(locs, tables))
+    except (PneumocamError, OSError, ValueError, KeyError) as exc:
+        conclusions = f"(no conclusions: {exc})"
     if conclusions:
-        out.append("<h3>Conclusions the package computes</h3><ul class=\"conclusions\">"
+        out.append("<h3>Conclusions the package computes (run against run on the same images, and each map against the baselines)</h3><ul class=\"conclusions\">"
                    + "".join(f"<li>{esc(line.strip())}</li>" for line in conclusions.splitlines()
                              if line.strip()) + "</ul>")
     for run in study.runs:
