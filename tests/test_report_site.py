@@ -267,3 +267,14 @@ def test_special_characters_render_as_text(study, tmp_path, monkeypatch) -> None
             page.select_option("#f-run", "balanced")
             assert "--save-maps" in page.inner_text("#note") and page.locator(".card").count() == 0
             assert log.problems == []
+
+
+@needs_browser
+def test_pages_fit_a_narrow_window(study) -> None:
+    """Nothing wider than a 390-px phone screen, but for tables, which scroll in their box."""
+    with browser() as b:
+        for page_path in (study / "images" / "index.html",
+                          study / "images" / "report" / "gallery.html"):
+            with open_page(b, page_path, 390, 800) as (page, log):
+                assert page.evaluate("document.documentElement.scrollWidth") <= 390, page_path
+                assert log.problems == []
