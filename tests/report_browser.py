@@ -70,9 +70,15 @@ def open_page(b, path: Path, width: int = 1280, height: int = 900) -> Iterator[t
     page.on("console", lambda m: log.console_errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: log.page_errors.append(str(e)))
     page.on("requestfailed", lambda r: log.failed_requests.append(f"{r.url}: {r.failure}"))
-    # Anything but a local file is a request the page must not make.
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-               else (log.failed_requests.append(f"network: {route.request.url}"), route.abort())[1])
+
+    def local_only(route) -> None:  # anything but a local file is a request the page must not make
+        if route.request.url.startswith("file:"):
+            route.continue_()
+        else:
+            log.failed_requests.append(f"network: {route.request.url}")
+            route.abort()
+
+    page.route("**/*", local_only)
     try:
         page.goto(Path(path).resolve().as_uri())
         page.wait_for_load_state("load")

@@ -278,3 +278,16 @@ def test_pages_fit_a_narrow_window(study) -> None:
             with open_page(b, page_path, 390, 800) as (page, log):
                 assert page.evaluate("document.documentElement.scrollWidth") <= 390, page_path
                 assert log.problems == []
+
+
+@needs_browser
+def test_the_browser_helper_sees_network_requests_errors_and_broken_images(tmp_path) -> None:
+    """The checks above can fail: a CDN script, a console error and a missing image are caught."""
+    page_path = tmp_path / "bad.html"
+    page_path.write_text('<!DOCTYPE html><html><head><script src="https://cdn.example.org/x.js">'
+                         '</script></head><body><img src="missing.png" alt="x">'
+                         '<script>console.error("boom")</script></body></html>')
+    with browser() as b, open_page(b, page_path) as (page, log):
+        assert broken_images(page) == [(tmp_path / "missing.png").as_uri()]
+        assert any("cdn.example.org" in p for p in log.failed_requests)
+        assert "boom" in log.console_errors
