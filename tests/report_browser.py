@@ -121,7 +121,8 @@ def take_screenshots(index: Path, out_dir: Path) -> list[Path]:
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(out_dir / "gallery.png"))
             written.append(out_dir / "gallery.png")
-            page.locator(".card").first.click()
+            tp = page.locator('.card[data-cell="tp"]')  # a positive: boxes in the detail
+            (tp if tp.count() else page.locator(".card")).first.click()
             page.wait_for_timeout(300)
             page.screenshot(path=str(out_dir / "gallery_detail.png"))
             written.append(out_dir / "gallery_detail.png")

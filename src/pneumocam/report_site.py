@@ -537,7 +537,8 @@ def render_gallery(study: Study, data: Mapping[str, Any]) -> str:
             "<div class=\"note\" id=\"note\"></div><div class=\"grid\" id=\"grid\"></div>"
             "<div id=\"detail\" hidden role=\"dialog\" aria-modal=\"true\" aria-labelledby=\"d-title\">"
             "<div class=\"panel\"><div class=\"panel-head\"><h2 id=\"d-title\"></h2>"
-            "<span id=\"d-pos\"></span><button type=\"button\" id=\"d-prev\">&larr; previous</button>"
+            + ("<span class=\"demo-tag\">synthetic demo data</span>" if study.demo else "")
+            + "<span id=\"d-pos\"></span><button type=\"button\" id=\"d-prev\">&larr; previous</button>"
             "<button type=\"button\" id=\"d-next\">next &rarr;</button>"
             "<button type=\"button\" id=\"d-close\">close (Esc)</button></div>"
             "<div class=\"detail-body\" id=\"d-body\"></div>"
