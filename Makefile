@@ -1,7 +1,7 @@
 # Shortcuts for the commands in the README. Every target is one script call.
 PY ?= python
 
-.PHONY: install demo preprocess train-original train-balanced train-posweight compare interpret pipeline test lint bench bench-gpu
+.PHONY: install demo preprocess train-original train-balanced train-posweight compare interpret report pipeline test lint bench bench-gpu
 
 install:            ## exact, tested environment (+ the package, editable)
 	pip install -r requirements_dev.txt
@@ -28,6 +28,9 @@ interpret:
 	$(PY) scripts/interpret.py --weights weights/balanced/best.pth --save-maps
 	$(PY) scripts/interpret.py --weights weights/original/best.pth --save-maps
 
+report:             ## the offline page images/index.html and the CAM gallery
+	$(PY) scripts/report.py
+
 pipeline:           ## the whole study, resumable
 	$(PY) scripts/run_pipeline.py
 
@@ -41,6 +44,7 @@ bench:              ## CPU benchmarks, each printing a ratio against its baselin
 	$(PY) benchmarks/bench_preprocess.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_cam.py
+	$(PY) benchmarks/bench_report.py
 
 bench-gpu:          ## the GPU measurements reported in the README (needs CUDA)
 	bash benchmarks/gpu_bench.sh

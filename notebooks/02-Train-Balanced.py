@@ -187,3 +187,15 @@ if comparison is not None:
                         "operating_threshold", "sensitivity_at_op", "specificity_at_op",
                         "auc_diff_vs_reference", "auc_diff_ci95_lo", "auc_diff_ci95_hi"]].round(3))
 
+
+# %% [markdown]
+# ## The study's offline report
+#
+# `python scripts/report.py` in one call: `images/index.html` gathers the data, each run's
+# settings, curves and test metrics beside their baselines, and the comparison above, on one page
+# that opens from `file://` with no server (the CAM gallery joins it after `03-Interpretability`).
+
+# %%
+from pneumocam.report_site import write_site  # noqa: E402
+
+print(f"open {write_site()} in a browser")

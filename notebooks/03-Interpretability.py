@@ -250,3 +250,16 @@ display(sanity_cascade(paths.run_files(present[-1])["best"], data_dir=data_dir,
 
 # %%
 print(summarize_comparison(reports, pairs))
+
+# %% [markdown]
+# ## The study's offline report and the CAM gallery
+#
+# `python scripts/report.py` in one call: `images/index.html` shows the whole study, and its
+# gallery (`images/report/gallery.html`) every image of the interpreted split with its map, for
+# every run whose maps were saved (`interpret.py --save-maps`, which the pipeline passes), with
+# filters by confusion cell, label, view and pointing result, and a detail view per image.
+
+# %%
+from pneumocam.report_site import write_site  # noqa: E402
+
+print(f"open {write_site()} in a browser")

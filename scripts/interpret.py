@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=cli.positive_int, default=DEFAULTS["limit"],
                    help="use only the first LIMIT images of each split (a quick look; its "
                         "outputs are named <run>_limitLIMIT and never replace the full ones)")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not rebuild the offline report images/index.html at the end")
     p.add_argument("--no-submission", action="store_true",
                    help="skip the Kaggle submission even when stage_2_test_images is present")
     return p.parse_args(argv)
@@ -75,6 +77,13 @@ def main(argv: list[str] | None = None) -> int:
               "run's full interpretation.")
     for name, path in result["outputs"].items():
         print(f"  {name:<18} {path}")
+    if not args.no_report:
+        from pneumocam.report_site import write_site
+
+        try:
+            print(f"report: open {write_site()} in a browser (the CAM gallery is linked from it)")
+        except PneumocamError as exc:  # the interpretation is written; only the page is stale
+            print(f"note: the report was not rebuilt ({exc}); rerun python scripts/report.py")
     return 0
 
 

@@ -54,3 +54,11 @@ def test_bench_cam_prints_ratio_and_correlation_on_cpu() -> None:
                "--batch-size", "4", "--repeats", "1", "--n-corr", "4")
     row = next(line for line in text.splitlines() if line.startswith("compute_cams"))
     assert "x" in row and "nan" not in row, text
+
+
+def test_bench_report_prints_ratio_rate_and_sizes() -> None:
+    text = run("bench_report.py", "--n", "8", "--n-baseline", "2", "--size", "64", "--repeat", "1")
+    ratio = next(line for line in text.splitlines() if line.startswith("ratio batched"))
+    assert "x (target 10x" in ratio and "nan" not in ratio, text
+    for line in ("thumbnails/s on one core", "average thumbnail:", "the real split for two runs"):
+        assert line in text, text

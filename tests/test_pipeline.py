@@ -41,6 +41,8 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert "Study finished" in first.stdout
+    assert str(root / "images" / "index.html") in first.stdout.splitlines()[-1]  # the report, last
+    assert (root / "images" / "report" / "gallery.html").is_file()
 
     for run in ("original", "balanced"):
         assert (root / "weights" / run / "best.pth").is_file()

@@ -167,9 +167,13 @@ def test_report_script(study):
     assert run.returncode == 0, run.stderr
     assert "| ROC AUC (95% bootstrap CI) |" in readme.read_text()
     assert readme.read_text().startswith("top\n") and readme.read_text().endswith("bottom\n")
+    assert not (study / "images" / "index.html").exists()  # --readme alone writes no page
+    before = readme.read_text()
     bare = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py")],
                           capture_output=True, text=True, env=env, timeout=120)
-    assert bare.returncode == 2 and "--readme" in bare.stderr
+    assert bare.returncode == 0, bare.stderr  # the plain command writes the HTML report
+    assert (study / "images" / "index.html").is_file() and readme.read_text() == before
+    assert str(study / "images" / "index.html") in bare.stdout.splitlines()[-1]
     other = study / "other.md"
     other.write_text("nothing\n")
     bad = subprocess.run([sys.executable, str(REPO / "scripts" / "report.py"), "--readme",

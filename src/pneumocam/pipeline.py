@@ -263,8 +263,9 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Path]:
             _script("interpret.py"), "--weights", str(paths.run_files(run)["best"]),
             "--data-dir", str(processed), "--method", config.method, "--n", str(config.n_overlays),
             "--device", config.device, "--n-boot", str(config.n_boot), "--seed", str(config.seed),
-            "--save-maps",
+            "--save-maps", "--no-report",
         ])
+    _run("report", [_script("report.py")])  # the offline page, from everything above
     outputs = {
         "processed data": processed,
         "weights": paths.weights_dir(),
@@ -273,6 +274,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Path]:
         "comparison figure": paths.images_dir() / "comparison.png",
         "training figures": paths.images_dir(),
         "CAM overlays": paths.images_dir() / "cam",
+        "report (open it)": paths.images_dir() / "index.html",
     }
     minutes = (time.perf_counter() - start) / 60
     print(f"\nStudy finished in {minutes:.1f} min. Results:")

@@ -165,7 +165,7 @@ def _stamp(evals: Mapping[str, dict], configs: Mapping[str, dict | None]) -> lis
     return lines
 
 
-def _classification_rows(runs: Sequence[str], evals: Mapping[str, dict],
+def classification_rows(runs: Sequence[str], evals: Mapping[str, dict],
                          comparison: dict | None) -> list[list[str]]:
     def per_run(fn) -> list[str]:
         return [fn(evals[r]) if r in evals else _DASH for r in runs]
@@ -195,7 +195,7 @@ def _classification_rows(runs: Sequence[str], evals: Mapping[str, dict],
     return rows
 
 
-def _localization_rows(runs: Sequence[str], locs: Mapping[str, dict | None]) -> list[list[str]]:
+def localization_rows(runs: Sequence[str], locs: Mapping[str, dict | None]) -> list[list[str]]:
     def per_run(fn) -> list[str]:
         return [fn(locs[r]) if locs.get(r) else _DASH for r in runs]
 
@@ -228,7 +228,7 @@ def _localization_rows(runs: Sequence[str], locs: Mapping[str, dict | None]) -> 
     return rows
 
 
-def _run_vs_run_lines(metrics_dir: Path, locs: Mapping[str, dict | None]) -> list[str]:
+def run_vs_run_lines(metrics_dir: Path, locs: Mapping[str, dict | None]) -> list[str]:
     """One line per run-vs-run localization comparison, paired on the same images.
 
     Computed here from the interpreted runs' per-image CSVs (``<run>_localization.csv``) with
@@ -299,16 +299,16 @@ def render_results(metrics_dir: str | Path | None = None,
         for e in evals.values()) else "real data"
 
     lines += _stamp(evals, configs) + [""]
-    lines += _table([f"test split ({demo_tag})", *runs], _classification_rows(runs, evals,
+    lines += _table([f"test split ({demo_tag})", *runs], classification_rows(runs, evals,
                                                                                comparison))
     lines.append("")
     if any(locs.values()):
         lines += _table([f"localization on the test positives ({demo_tag})", *runs],
-                        _localization_rows(runs, locs))
+                        localization_rows(runs, locs))
         lines += ["", "Paired rows: the mean per-image difference on the same images with its "
                       "paired bootstrap 95% interval; a map beats a baseline when the interval "
                       "lies above 0, and cannot be told apart from it when it contains 0."]
-    run_lines = _run_vs_run_lines(mdir, locs)
+    run_lines = run_vs_run_lines(mdir, locs)
     if run_lines:
         lines += ["", "Run vs run on the same positive images (localization):", *run_lines]
     missing = []
