@@ -16,7 +16,6 @@ Every run writes each stage's wall time and peak memory to metrics/pipeline_timi
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pneumocam import cli
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     if seeds is not None and len(set(seeds)) != len(seeds):
         parser.error(f"--seeds {' '.join(map(str, seeds))}: each seed once")
     if seeds is not None and len(seeds) == 1:  # one seed: the single-seed layout
-        if "--seed" in (argv if argv is not None else sys.argv[1:]) and seeds[0] != seed:
+        if seed != DEFAULTS["seed"] and seeds[0] != seed:
             parser.error(f"--seed {seed} and --seeds {seeds[0]} disagree: pass one of them")
         seed, seeds = seeds[0], None
     config = PipelineConfig(data_dir=args.data_dir, processed_dir=args.processed_dir,

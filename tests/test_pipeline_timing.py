@@ -70,3 +70,13 @@ def test_the_full_profile_is_rsna_sized_with_real_data_epochs(project_root):
         apply_profile(PipelineConfig(), "default", demo_n=300)
     with pytest.raises(ConfigError, match="drop --data-dir"):
         apply_profile(PipelineConfig(data_dir=Path("x")), "full")
+
+
+def test_seed_flags_that_contradict_are_usage_errors(tmp_path):
+    from helpers import run_script
+
+    for args, message in ((["--seeds", "1", "1"], "each seed once"),
+                          (["--seed", "3", "--seeds", "4"], "disagree")):
+        done = run_script("run_pipeline.py", *args, root=tmp_path, timeout=120)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "metrics").exists()  # refused before any work
