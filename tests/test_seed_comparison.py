@@ -128,3 +128,21 @@ def test_compare_seeds_refuses_one_seed(project_root):
         compare_seeds(["original", "balanced"], [0])
     with pytest.raises(ConfigError, match="distinct"):
         compare_seeds(["original", "balanced"], [1, 1])
+
+
+def test_compare_script_with_seeds(tmp_path):
+    from helpers import run_script
+
+    rng = np.random.default_rng(2)
+    y = np.array([0, 1] * 30)
+    identity = {"kind": "demo", "labels_sha256": "ab" * 8, "split_fingerprint": "cd" * 8}
+    for s in (0, 1):
+        for run, gain in (("original", 0.2), ("balanced", 0.3)):
+            _write_run(tmp_path, f"{run}-s{s}", y,
+                       np.clip(0.5 + gain * (y - 0.5) + rng.normal(0, 0.2, y.size), 0, 1), identity)
+    done = run_script("compare.py", "--seeds", "0", "1", "--n-boot", "50", root=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "test ROC AUC, balanced - original: mean difference" in done.stdout
+    assert (tmp_path / "metrics" / "comparison_seeds.csv").is_file()
+    missing = run_script("compare.py", "--seeds", "0", "1", "2", root=tmp_path)
+    assert missing.returncode == 1 and "original-s2_eval.json not found" in missing.stderr
