@@ -54,7 +54,7 @@ def test_the_probe_passes_the_exit_status_through(project_root, tmp_path):
     done = subprocess.run([sys.executable, "-m", "pneumocam.stage_probe", str(report), script, "a"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 5 and f"['{script}', 'a']" in done.stdout
-    assert json.loads(report.read_text()) == {"gpu_peak_bytes": None}
+    assert json.loads(report.read_text()) == {"gpu_peak_bytes": None, "gpu_name": None}
 
 
 def test_the_full_profile_is_rsna_sized_with_real_data_epochs(project_root):

@@ -6,7 +6,7 @@ The pipeline starts its training and interpretation stages this way
 (:meth:`pneumocam.stage_timing.PipelineTimer.run`): the script runs unchanged (same argv, same
 exit status), and at exit ``REPORT.json`` receives ``{"gpu_peak_bytes": n}``, the script's
 ``torch.cuda.max_memory_allocated()``, or ``null`` when it never initialised CUDA (no CUDA
-context is created just to ask).
+context is created just to ask), and ``{"gpu_name": ...}``, the device it used.
 """
 
 from __future__ import annotations
@@ -25,6 +25,14 @@ def gpu_peak_bytes() -> int | None:
     return int(torch.cuda.max_memory_allocated())
 
 
+def gpu_used_name() -> str | None:
+    """The CUDA device's name when this process used CUDA, else None."""
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return None
+    return str(torch.cuda.get_device_name(torch.cuda.current_device()))
+
+
 def main() -> None:
     """Run ``sys.argv[2]`` with the arguments after it; write the report to ``sys.argv[1]``."""
     if len(sys.argv) < 3:
@@ -37,7 +45,8 @@ def main() -> None:
         runpy.run_path(script, run_name="__main__")
     finally:
         try:
-            report.write_text(json.dumps({"gpu_peak_bytes": gpu_peak_bytes()}))
+            report.write_text(json.dumps({"gpu_peak_bytes": gpu_peak_bytes(),
+                                          "gpu_name": gpu_used_name()}))
         except OSError:
             pass  # the measurement is optional; the stage's own outcome decides
 

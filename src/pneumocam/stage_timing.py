@@ -78,12 +78,16 @@ def cpu_name() -> str:
 
 
 def gpu_name() -> str | None:
-    """The first CUDA device's name, or None without CUDA (no CUDA context is kept)."""
+    """The first GPU's name from ``nvidia-smi``, or None without one. The pipeline process asks
+    the driver rather than torch, so it never holds a CUDA context of its own; a stage that used
+    CUDA reports the name torch saw (:mod:`pneumocam.stage_probe`)."""
     try:
-        import torch
-    except ImportError:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
         return None
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    names = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return names[0].strip() if names else None
 
 
 def _self_high_water_mib() -> float:
@@ -157,7 +161,9 @@ class PipelineTimer:
                 raise
             proc.returncode = os.waitstatus_to_exitcode(status)
             wall = time.perf_counter() - start
-            gpu = _read_probe(report)
+            gpu, name = _read_probe(report)
+        if name:
+            self._machine["gpu"] = name
         record = StageRecord(stage, "ran" if proc.returncode == 0 else "failed", round(wall, 3),
                              round(usage.ru_maxrss * _RSS_UNIT / _MIB, 1), "stage",
                              None if gpu is None else round(gpu / _MIB, 1))
@@ -203,9 +209,14 @@ class PipelineTimer:
             print(f"  {r.stage:<24} {r.status:<8} {r.wall_s:8.1f} s  host {host:>10}  GPU {gpu}")
 
 
-def _read_probe(path: Path) -> float | None:
+def _read_probe(path: Path) -> tuple[float | None, str | None]:
+    """``(peak GPU bytes, GPU name)`` from a :mod:`pneumocam.stage_probe` report (None: absent)."""
     try:
-        value = json.loads(path.read_text()).get("gpu_peak_bytes")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) else None
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    value, name = doc.get("gpu_peak_bytes"), doc.get("gpu_name")
+    return (float(value) if isinstance(value, (int, float)) else None,
+            name if isinstance(name, str) else None)
