@@ -89,10 +89,6 @@ class PipelineConfig:
         """The seeds each run is trained with (``[seed]`` unless ``seeds`` is given)."""
         return check_seeds(self.seeds) if self.seeds else [self.seed]
 
-    def multi_seed(self) -> bool:
-        """Whether runs are trained per seed as ``<run>-s<seed>``."""
-        return len(self.training_seeds()) > 1
-
 
 # The scripts live in the checkout this package is installed from (editable install), which
 # stays put when PNEUMOCAM_ROOT moves the outputs elsewhere.
