@@ -45,6 +45,7 @@
 
 # %% tags=["parameters"]
 runs = ["original", "balanced"]  # weights/<run>/best.pth for each that exists
+seeds = None  # e.g. [0, 1, 2]: the runs <run>-s<seed> of a multi-seed study (run_pipeline.py --seeds)
 data_dir = None  # processed folder; None: each run's config.json data_dir, else data/Processed
 split = "test"  # the split measured (thresholds always come from val)
 method = "cam"  # cam | gradcam | gradcam++ | scorecam | eigencam
@@ -73,7 +74,10 @@ from pneumocam.localization_comparison import (  # noqa: E402
     summarize_comparison,
 )
 from pneumocam.sanity import sanity_cascade, sanity_table  # noqa: E402
+from pneumocam.seed_comparison import seed_runs  # noqa: E402
 
+if seeds:  # every run once per seed; one seed keeps the plain names
+    runs = [name for per_seed in seed_runs(runs, seeds).values() for name in per_seed.values()]
 available = available_runs(runs)  # the trained ones; a line for each missing one
 for note in available.notes():
     print(note)

@@ -55,12 +55,24 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     comparison = pd.read_csv(root / "metrics" / "comparison.csv")
     assert set(comparison["run"]) == {"original", "balanced"}
     assert (root / "images" / "comparison.png").is_file()
+    assert not (root / "metrics" / "comparison_seeds.csv").exists()  # one seed: one layout
+    timing = json.loads((root / "metrics" / "pipeline_timing.json").read_text())
+    ran = {s["stage"]: s for s in timing["stages"]}
+    assert list(ran) == ["preprocess", "train original", "train balanced", "compare",
+                         "interpret original", "interpret balanced"]
+    assert all(s["status"] == "ran" and s["wall_s"] > 0 and s["peak_host_mib"] > 0
+               for name, s in ran.items() if name != "preprocess")
+    assert ran["train original"]["peak_gpu_mib"] is None  # CPU run: no GPU memory
+    assert "train original" in first.stdout.split("Stage timing")[1]
 
     # A second call finds every training and interpretation done and redoes none of them.
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert second.stdout.count("finished earlier") == 2
     assert second.stdout.count("up to date; skipped") == 2
+    statuses = {s["stage"]: s["status"] for s in json.loads(
+        (root / "metrics" / "pipeline_timing.json").read_text())["stages"]}
+    assert statuses["train original"] == statuses["interpret balanced"] == "skipped"
     assert pd.read_csv(root / "metrics" / "balanced.csv")["epoch"].tolist() == [1]
 
     # A quick look writes apart from the full interpretation, which the pipeline still counts.
@@ -82,6 +94,68 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     assert "weights/original was trained with epochs=1, seed=0; this run asks epochs=3, " \
            "seed=7: pass --overwrite" in third.stderr
     assert pd.read_csv(root / "metrics" / "original.csv")["epoch"].tolist() == [1]
+
+
+@pytest.mark.slow
+def test_pipeline_trains_interprets_and_compares_every_seed(tmp_path: Path) -> None:
+    from helpers import make_processed
+
+    root = tmp_path / "root"
+    make_processed(root)
+    cmd = [sys.executable, str(REPO / "scripts" / "run_pipeline.py"), "--seeds", "0", "1",
+           "--epochs", "1", "--device", "cpu", "--n", "0", "--n-boot", "20"]
+    done = subprocess.run(cmd, env=_env(root), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for run in ("original", "balanced"):
+        assert not (root / "weights" / run).exists()  # several seeds: only <run>-s<seed>
+        for seed in (0, 1):
+            name = f"{run}-s{seed}"
+            config = json.loads((root / "weights" / name / "config.json").read_text())
+            assert config["settings"]["seed"] == seed
+            assert (root / "metrics" / f"{name}_eval.json").is_file()
+            assert json.loads((root / "metrics" / f"{name}_localization.json").read_text()
+                              )["config"]["seed"] == seed
+    assert not (root / "metrics" / "comparison.csv").exists()
+    table = pd.read_csv(root / "metrics" / "comparison_seeds.csv")
+    assert {"roc_auc", "average_precision", "sensitivity_at_op", "specificity_at_op",
+            "pointing_game", "iou"} <= set(table["metric"])
+    auc = table.set_index("metric").loc["roc_auc"]
+    assert auc["ci95_lo"] <= auc["diff_mean"] <= auc["ci95_hi"]
+    assert auc["diff_s1"] == pytest.approx(auc["run_s1"] - auc["reference_s1"])
+    assert (root / "images" / "comparison_seeds.png").is_file()
+    doc = json.loads((root / "metrics" / "comparison_seeds.json").read_text())
+    assert doc["conclusions"][0] in done.stdout and "spread between seeds" in doc["conclusions"][0]
+    stages = [s["stage"] for s in json.loads(
+        (root / "metrics" / "pipeline_timing.json").read_text())["stages"]]
+    assert "train balanced-s1" in stages and stages[-1] == "compare seeds"
+    # Per-seed skip rule: a second call redoes none of the four trainings.
+    again = subprocess.run(cmd, env=_env(root), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("finished earlier") == 4
+    assert again.stdout.count("up to date; skipped") == 4
+
+
+@pytest.mark.slow
+def test_the_full_profile_runs_at_a_small_size(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    cmd = [sys.executable, str(REPO / "scripts" / "run_pipeline.py"), "--profile", "full",
+           "--demo-n", "60", "--epochs", "1", "--device", "cpu", "--n", "0", "--n-boot", "20"]
+    done = subprocess.run(cmd, env=_env(root), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (root / "data" / "demo-n60" / "stage_2_train_labels.csv").is_file()
+    assert read_stats(root / "data" / "Processed-demo-n60")["source"]["kind"] == "demo"
+    assert not (root / "data" / "demo").exists()  # the default demo is not touched
+    timing = json.loads((root / "metrics" / "pipeline_timing.json").read_text())
+    stages = {s["stage"]: s for s in timing["stages"]}
+    assert list(stages)[:2] == ["make demo", "preprocess"]
+    assert {"train original", "train balanced", "interpret original",
+            "interpret balanced"} <= set(stages)
+    assert timing["settings"]["profile"] == "full" and timing["settings"]["demo_n"] == 60
+    assert timing["total_excluding_s"] == pytest.approx(
+        timing["total_wall_s"] - stages["make demo"]["wall_s"], abs=1e-3)
+    usage = subprocess.run(cmd[:2] + ["--demo-n", "60"], env=_env(root), capture_output=True,
+                           text=True, timeout=300)
+    assert usage.returncode == 2 and "--profile full" in usage.stderr
 
 
 def test_pipeline_stops_with_the_failing_stage_named(tmp_path: Path) -> None:

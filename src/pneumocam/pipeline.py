@@ -16,21 +16,27 @@ what is asked now (settings, and the data: source kind, labels hash and split fi
   (:data:`INTERPRET_SETTINGS`) and data and is newer than the run's best weights; otherwise it
   simply runs again (it is cheap);
 - the comparison is cheap and always recomputed.
+
+Several training seeds (``seeds=[0, 1, 2]``) train and interpret every run once per seed as
+``<run>-s<seed>`` (:func:`pneumocam.seed_comparison.seed_run_name`), each under the rules above,
+and compare them with ``scripts/compare.py --seeds`` (``metrics/comparison_seeds.*``); one seed
+keeps the single-seed layout (``weights/original/`` ...). Every call records each stage's wall
+time and peak memory in ``metrics/pipeline_timing.json`` (:mod:`pneumocam.stage_timing`).
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import paths
-from .errors import ConfigError, PneumocamError
+from .errors import ConfigError
 from .processed import DataIdentity, data_identity, run_data_dir, run_data_identity
+from .seed_comparison import check_seeds, seed_runs
+from .stage_timing import PipelineTimer
 
 #: Training settings that decide a run's result: a finished run counts only when they match.
 TRAIN_SETTINGS = ("sampler", "epochs", "batch_size", "lr", "weight_decay", "schedule", "seed",
@@ -56,6 +62,13 @@ class PipelineConfig:
         extra_train_args: passed verbatim to both training scripts.
         overwrite: retrain a run whose recorded settings or data differ from the requested
             ones (without it the pipeline refuses and names the difference).
+        seed: training seed of a single-seed study, and the seed of every bootstrap.
+        seeds: training seeds; None or one seed = the single-seed layout with ``seed``;
+            several = every run once per seed as ``<run>-s<seed>`` (each run's own evaluation
+            and interpretation bootstrap use its seed; the comparison over seeds uses ``seed``).
+        demo_n: first make a demo dataset of this many images in ``data_dir`` (the RSNA-size
+            profile, :mod:`pneumocam.pipeline_profiles`); None: no such stage.
+        profile: the profile's name, recorded in the timing file.
     """
 
     data_dir: Path | None = None
@@ -68,6 +81,13 @@ class PipelineConfig:
     n_boot: int = 1000
     extra_train_args: list[str] = field(default_factory=list)
     overwrite: bool = False
+    seeds: list[int] | None = None
+    demo_n: int | None = None
+    profile: str = "default"
+
+    def training_seeds(self) -> list[int]:
+        """The seeds each run is trained with (``[seed]`` unless ``seeds`` is given)."""
+        return check_seeds(self.seeds) if self.seeds else [self.seed]
 
 
 # The scripts live in the checkout this package is installed from (editable install), which
@@ -77,18 +97,6 @@ _SCRIPTS_DIR = paths.code_root() / "scripts"
 
 def _script(name: str) -> str:
     return str(_SCRIPTS_DIR / name)
-
-
-def _run(stage: str, args: list[str]) -> None:
-    print(f"\n=== {stage}: {' '.join(args)}", flush=True)
-    start = time.perf_counter()
-    result = subprocess.run([sys.executable, *args])
-    if result.returncode != 0:
-        raise PneumocamError(
-            f"pipeline stage '{stage}' failed (exit {result.returncode}); fix the error above and "
-            "run `python scripts/run_pipeline.py` again: finished stages are not redone."
-        )
-    print(f"=== {stage}: done in {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -174,9 +182,14 @@ def _mismatch(run: str, diffs: list[Difference] | None, finished: bool) -> str:
 
 
 def _training_args(config: PipelineConfig, run: str, processed: Path,
-                   identity: DataIdentity | None = None) -> list[str] | None:
+                   identity: DataIdentity | None = None, *, name: str | None = None,
+                   seed: int | None = None) -> list[str] | None:
     """Arguments for one training run, or None when a run with these settings and this data
     is already finished.
+
+    ``run`` (``original`` | ``balanced``) picks the script; ``name`` is the run name (default
+    ``run``; ``<run>-s<seed>`` in a multi-seed study) and ``seed`` its seed (default
+    ``config.seed``).
 
     Raises:
         ConfigError: the existing run (finished or not) differs from the requested one and
@@ -184,35 +197,38 @@ def _training_args(config: PipelineConfig, run: str, processed: Path,
     """
     from .run_state import existing_run_files
 
-    files = paths.run_files(run)
+    name = name or run
+    seed = config.seed if seed is None else seed
+    files = paths.run_files(name)
     script = "train_original.py" if run == "original" else "train_balanced.py"
-    args = [_script(script), "--data-dir", str(processed), "--run-name", run,
-            "--device", config.device, "--seed", str(config.seed), "--n-boot", str(config.n_boot)]
+    args = [_script(script), "--data-dir", str(processed), "--run-name", name,
+            "--device", config.device, "--seed", str(seed), "--n-boot", str(config.n_boot)]
     if config.epochs is not None:
         args += ["--epochs", str(config.epochs)]
     args += list(config.extra_train_args)
     if not existing_run_files(files):
         return args
     finished = files["eval"].is_file() and files["best"].is_file()
-    diffs = training_differences(run, args, processed, identity)
+    diffs = training_differences(name, args, processed, identity)
     if diffs == [] and finished:
-        print(f"=== train {run}: finished earlier with these settings and data "
-              f"(metrics/{run}_eval.json); skipped", flush=True)
+        print(f"=== train {name}: finished earlier with these settings and data "
+              f"(metrics/{name}_eval.json); skipped", flush=True)
         return None
     if diffs == [] and files["last"].is_file():
         return args + ["--resume"]
     if not config.overwrite:
-        raise ConfigError(f"{_mismatch(run, diffs, finished)}: pass --overwrite to retrain it "
+        raise ConfigError(f"{_mismatch(name, diffs, finished)}: pass --overwrite to retrain it "
                           "(its weights, metrics and figures are replaced), or rerun with the "
                           "recorded settings and data.")
-    print(f"=== train {run}: {_mismatch(run, diffs, finished)}; retraining (--overwrite)",
+    print(f"=== train {name}: {_mismatch(name, diffs, finished)}; retraining (--overwrite)",
           flush=True)
     return args + ["--overwrite"]
 
 
-def _interpret_settings(config: PipelineConfig) -> dict[str, Any]:
+def _interpret_settings(config: PipelineConfig, seed: int | None = None) -> dict[str, Any]:
     return {"split": "test", "method": config.method, "n": config.n_overlays,
-            "n_boot": config.n_boot, "seed": config.seed, "limit": None, "save_maps": True}
+            "n_boot": config.n_boot, "seed": config.seed if seed is None else seed,
+            "limit": None, "save_maps": True}
 
 
 def interpretation_differences(run: str, requested: dict[str, Any],
@@ -239,45 +255,89 @@ def interpretation_differences(run: str, requested: dict[str, Any],
     return reasons
 
 
-def run_pipeline(config: PipelineConfig) -> dict[str, Path]:
-    """Run every stage that is not finished yet; return where the results are."""
+def _settings(config: PipelineConfig) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(config).items()}
+
+
+def _prepare_data(config: PipelineConfig, timer: PipelineTimer) -> Path:
+    """The processed folder: the profile's demo dataset first when asked, then preprocessing."""
     from .preprocess import ensure_processed
 
+    if config.demo_n is not None:
+        if config.data_dir is None:
+            raise ConfigError("demo_n needs data_dir: the folder the demo dataset is made in.")
+        timer.run("make demo", [_script("make_demo_data.py"), "--out", str(config.data_dir),
+                                "--n", str(config.demo_n), "--quiet"], probe=False)
+    with timer.in_process("preprocess"):
+        return ensure_processed(out_dir=config.processed_dir, data_dir=config.data_dir)
+
+
+def run_pipeline(config: PipelineConfig) -> dict[str, Path]:
+    """Run every stage that is not finished yet; return where the results are.
+
+    Each stage's wall time and peak memory go to ``metrics/pipeline_timing.json``.
+    """
     start = time.perf_counter()
-    processed = ensure_processed(out_dir=config.processed_dir, data_dir=config.data_dir)
+    seeds = config.training_seeds()  # checked before any work
+    timer = PipelineTimer(_settings(config))
+    processed = _prepare_data(config, timer)
     identity = data_identity(processed)
+    names = seed_runs(RUNS, seeds)
     # Decide every training before running any: a refusal must come before hours of work.
-    train_args = {run: _training_args(config, run, processed, identity) for run in RUNS}
-    for run, args in train_args.items():
-        if args is not None:
-            _run(f"train {run}", args)
-    _run("compare", [_script("compare.py"), "--runs", *RUNS, "--n-boot", str(config.n_boot),
-                     "--seed", str(config.seed)])
-    for run in RUNS:
-        reasons = interpretation_differences(run, _interpret_settings(config), identity)
-        if not reasons:
-            print(f"=== interpret {run}: up to date; skipped (same settings and data)", flush=True)
-            continue
-        print(f"=== interpret {run}: rerun ({'; '.join(reasons)})", flush=True)
-        _run(f"interpret {run}", [
-            _script("interpret.py"), "--weights", str(paths.run_files(run)["best"]),
-            "--data-dir", str(processed), "--method", config.method, "--n", str(config.n_overlays),
-            "--device", config.device, "--n-boot", str(config.n_boot), "--seed", str(config.seed),
-            "--save-maps", "--no-report",
-        ])
-    _run("report", [_script("report.py")])  # the offline page, from everything above
+    train_args = {name: _training_args(config, run, processed, identity, name=name, seed=seed)
+                  for seed, per_seed in names.items() for run, name in per_seed.items()}
+    for name, args in train_args.items():
+        if args is None:
+            timer.skipped(f"train {name}", "finished earlier with these settings and data")
+        else:
+            timer.run(f"train {name}", args)
+    compare = [_script("compare.py"), "--runs", *RUNS, "--n-boot", str(config.n_boot),
+               "--seed", str(config.seed)]
+    if len(seeds) > 1:
+        # Interpret first: the comparison over seeds reads every run's localization table.
+        _interpret_all(config, names, processed, identity, timer)
+        timer.run("compare seeds", compare + ["--seeds", *map(str, seeds)], probe=False)
+    else:
+        timer.run("compare", compare, probe=False)
+        _interpret_all(config, names, processed, identity, timer)
+    timer.run("report", [_script("report.py")], probe=False)  # the offline page, from all above
     outputs = {
         "processed data": processed,
         "weights": paths.weights_dir(),
         "metrics tables": paths.metrics_dir(),
-        "comparison table": paths.metrics_dir() / "comparison.csv",
-        "comparison figure": paths.images_dir() / "comparison.png",
+        "comparison table": paths.metrics_dir() / (
+            "comparison_seeds.csv" if len(seeds) > 1 else "comparison.csv"),
+        "comparison figure": paths.images_dir() / (
+            "comparison_seeds.png" if len(seeds) > 1 else "comparison.png"),
         "training figures": paths.images_dir(),
         "CAM overlays": paths.images_dir() / "cam",
+        "stage timing": timer.path,
         "report (open it)": paths.images_dir() / "index.html",
     }
+    timer.write()
+    timer.print_table()
     minutes = (time.perf_counter() - start) / 60
     print(f"\nStudy finished in {minutes:.1f} min. Results:")
     for name, path in outputs.items():
         print(f"  {name:<18} {path}")
     return outputs
+
+
+def _interpret_all(config: PipelineConfig, names: dict[int, dict[str, str]], processed: Path,
+                   identity: DataIdentity, timer: PipelineTimer) -> None:
+    """Interpret every run of every seed on the test split, unless already up to date."""
+    for seed, per_seed in names.items():
+        for name in per_seed.values():
+            reasons = interpretation_differences(name, _interpret_settings(config, seed), identity)
+            if not reasons:
+                print(f"=== interpret {name}: up to date; skipped (same settings and data)",
+                      flush=True)
+                timer.skipped(f"interpret {name}", "up to date with these settings and data")
+                continue
+            print(f"=== interpret {name}: rerun ({'; '.join(reasons)})", flush=True)
+            timer.run(f"interpret {name}", [
+                _script("interpret.py"), "--weights", str(paths.run_files(name)["best"]),
+                "--data-dir", str(processed), "--method", config.method,
+                "--n", str(config.n_overlays), "--device", config.device,
+                "--n-boot", str(config.n_boot), "--seed", str(seed), "--save-maps", "--no-report",
+            ])
