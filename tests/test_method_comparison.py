@@ -1,0 +1,119 @@
+"""Every CAM method on the same split (``scripts/interpret.py --method all``): one table whose
+numbers are the interpretation stage's own, paired against the best image-free baseline."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from test_interpret import build_root
+
+from pneumocam import paths
+from pneumocam.cam import METHODS
+from pneumocam.errors import ConfigError
+from pneumocam.method_comparison import (
+    TABLE_COLUMNS,
+    MethodsConfig,
+    best_baselines,
+    compare_methods,
+    output_paths,
+    parse_methods,
+    rank_methods,
+)
+
+COMPARED = ("cam", "gradcam", "layercam", "layercam-fused", "scorecam")
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    """A tiny trained run (48 px: layer4 2x2, layer3 3x3) and its method comparison."""
+    root = tmp_path_factory.mktemp("methods")
+    weights = build_root(root, ("balanced",), steps=3)["balanced"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(paths.ROOT_ENV_VAR, str(root))
+        result = compare_methods(MethodsConfig(weights=weights, methods=COMPARED, batch_size=8,
+                                               device="cpu", n_boot=50, slow_limit=4))
+    return root, weights, result
+
+
+def test_table_figures_and_json_are_written(compared, monkeypatch):
+    root, _, result = compared
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(root))
+    out = output_paths("balanced")
+    assert set(result["outputs"]) == {"table", "json", "figure", "maps_figure"}
+    assert all(p.is_file() for p in out.values())
+    assert out["figure"] == root / "images" / "balanced" / "methods.png"
+    table = pd.read_csv(out["table"])
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    assert table["method"].tolist() == list(COMPARED)
+    assert table.set_index("method").loc["layercam", "feature_map"] == "3x3"  # layer3 at 48 px
+    assert table.set_index("method").loc["cam", "feature_map"] == "2x2"
+    assert (table["maps_per_second"] > 0).all() and table["device"].str.startswith("CPU").all()
+    doc = json.loads(out["json"].read_text())
+    assert doc["arch"] == "resnet18" and "provenance" in doc and doc["synthetic_demo"]
+    assert sorted(doc["ranking"]) == sorted(COMPARED) and len(doc["examples"]["methods"]) == 3
+    assert doc["ranking"] == rank_methods(doc["rows"])
+
+
+def test_slow_method_runs_on_a_stated_subset(compared):
+    rows = {r["method"]: r for r in compared[2]["rows"]}
+    assert rows["scorecam"]["n_split_images"] == 4 and "first 4 images" in rows["scorecam"]["subset"]
+    assert rows["cam"]["n_split_images"] == 10 and rows["cam"]["subset"] == ""
+
+
+def test_numbers_are_the_interpretation_stages_own(compared, monkeypatch):
+    """The cam row equals what interpret() reports for --method cam on the same split, and each
+    paired column is the report's difference to the best baseline."""
+    from pneumocam.interpret import InterpretConfig, interpret
+
+    root, weights, result = compared
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(root))
+    single = interpret(InterpretConfig(weights=weights, method="cam", n=0, n_grid=0,
+                                       batch_size=8, device="cpu", n_boot=50, sanity_images=2))
+    row = next(r for r in result["rows"] if r["method"] == "cam")
+    for m in ("pointing_game", "mass_in_boxes", "iou"):
+        assert row[m] == pytest.approx(single[m]["value"], nan_ok=True)
+        assert [row[f"{m}_lo"], row[f"{m}_hi"]] == pytest.approx(single[m]["ci95"], nan_ok=True)
+    assert row["rsna_metric"] == pytest.approx(single["detection"]["rsna_metric"], nan_ok=True)
+
+    report = result["reports"]["cam"]
+    best = best_baselines(report)
+    values = {k: report["baselines"][k]["pointing_game"]["value"] for k in report["baselines"]}
+    assert values[best["pointing_game"]] == max(values.values())
+    assert best["iou"] != "fixed_point"
+    for m, key in best.items():
+        paired = report["paired"][key][m]
+        assert row[f"{m}_baseline"] == key
+        assert row[f"{m}_difference"] == pytest.approx(paired["difference"], nan_ok=True)
+        assert row[f"{m}_verdict"] in ("beats", "is beaten by", "cannot be told apart from",
+                                       "has no paired comparison with")
+    det = report["detection"]
+    assert row["rsna_metric_baseline"] == "mean_box_prior"
+    assert math.isfinite(det["baseline"]["value"]) or det["baseline"]["n"] == 0
+
+
+def test_parse_methods_names_the_allowed_list():
+    assert parse_methods("all") == tuple(METHODS)
+    assert parse_methods(" cam, layercam ") == ("cam", "layercam")
+    for bad in ("cam,gradcam2", "", "cam,cam"):
+        with pytest.raises(ConfigError) as err:
+            parse_methods(bad)
+        assert "layercam-fused" in str(err.value) and "--methods" in str(err.value)
+
+
+def test_script_method_all_and_bad_methods(compared):
+    from helpers import run_script
+
+    root, weights, _ = compared
+    bad = run_script("interpret.py", "--weights", str(weights), "--methods", "cam,nope",
+                     root=root)
+    assert bad.returncode == 2 and "nope" in bad.stderr and "scorecam" in bad.stderr
+    ok = run_script("interpret.py", "--weights", str(weights), "--method", "all", "--limit", "6",
+                    "--slow-limit", "2", "--n-boot", "20", "--device", "cpu", root=root,
+                    timeout=600)
+    assert ok.returncode == 0, ok.stderr
+    table = pd.read_csv(root / "metrics" / "balanced_limit6_methods.csv")
+    assert table["method"].tolist() == list(METHODS)
+    assert "best first:" in ok.stdout
