@@ -60,6 +60,7 @@ from .localization import (
     paired_difference,
     verdict,
 )
+from .model import arch_from_config
 from .predict import LoadedRun, load_run
 from .processed import SPLITS, DataSource, check_run_data, read_manifest, read_stats
 from .provenance import provenance, to_jsonable, write_json_atomic
@@ -341,7 +342,7 @@ def compare_methods(config: MethodsConfig) -> dict[str, Any]:
     examples = _best_maps_figure(run, results, ranking[:N_BEST], config, demo, out["maps_figure"])
     doc: dict[str, Any] = {
         "run": run.name, "weights": str(run.weights), "split": config.split,
-        "arch": (run.config.get("settings") or {}).get("arch", "resnet18"),
+        "arch": arch_from_config(run.config),
         "data_dir": str(data_dir), "data_source": source, "data_identity": identity.to_dict(),
         "synthetic_demo": demo, "limit": config.limit, "device": device_name(run.device),
         "rows": rows, "ranking": ranking,
