@@ -59,8 +59,25 @@ def test_table_figures_and_json_are_written(compared, monkeypatch):
 
 def test_slow_method_runs_on_a_stated_subset(compared):
     rows = {r["method"]: r for r in compared[2]["rows"]}
-    assert rows["scorecam"]["n_split_images"] == 4 and "first 4 images" in rows["scorecam"]["subset"]
+    assert rows["scorecam"]["n_split_images"] == 4 and "4 images of each split" in rows[
+        "scorecam"]["subset"]
+    assert rows["scorecam"]["n_images"] == 2  # half of the tiny split is positive
     assert rows["cam"]["n_split_images"] == 10 and rows["cam"]["subset"] == ""
+
+
+def test_stratified_subset_keeps_positives(compared):
+    from pneumocam.interpret import _Split
+    from pneumocam.method_comparison import stratified_subset
+    from pneumocam.processed import read_manifest
+
+    root = compared[0]
+    folder = root / "data" / "Processed"
+    split = _Split.load(folder, "test", read_manifest(folder), None)
+    sub = stratified_subset(split, 3)
+    assert len(sub.data) == 3 and sub.pos.sum() == 2  # round(3 * 5 / 10) positives
+    assert sub.ids == sorted(sub.ids) and set(sub.ids) <= set(split.ids)
+    assert stratified_subset(split, 1).pos.sum() == 1  # never without a positive
+    assert stratified_subset(split, 50) is split
 
 
 def test_numbers_are_the_interpretation_stages_own(compared, monkeypatch):

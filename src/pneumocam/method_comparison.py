@@ -19,7 +19,9 @@ prior for mass and IoU), with the paired 95% interval, the p-value and the verdi
 :func:`pneumocam.localization.verdict`.
 
 Slow methods (:data:`SLOW_METHODS`: Score-CAM runs one forward pass per channel and image) run
-on the first ``slow_limit`` images of each split when a split is larger; the table says so in
+on a class-stratified subset of ``slow_limit`` images of each split when a split is larger
+(:func:`stratified_subset`: the first positives with boxes and the first other images in
+manifest order, in the split's proportions, at least one positive); the table says so in
 ``subset`` and ``n_split_images``, and their baselines are measured on that subset too.
 
 Outputs (``<tag>`` is the run, or ``<run>_limit<N>`` for a quick look with ``limit``):
@@ -62,7 +64,14 @@ from .localization import (
 )
 from .model import arch_from_config
 from .predict import LoadedRun, load_run
-from .processed import SPLITS, DataSource, check_run_data, read_manifest, read_stats
+from .processed import (
+    SPLITS,
+    DataSource,
+    SplitArrays,
+    check_run_data,
+    read_manifest,
+    read_stats,
+)
 from .provenance import provenance, to_jsonable, write_json_atomic
 from .split_maps import SplitMaps, compute_split_maps, resolve_data_folder
 
@@ -96,7 +105,8 @@ class MethodsConfig:
         batch_size: images per forward pass. device: ``auto`` | ``cpu`` | ``cuda``.
         seed, n_boot: the bootstrap's seed and resamples (the same for every method).
         limit: only the first ``limit`` images of each split (a quick look, named apart).
-        slow_limit: the images per split for :data:`SLOW_METHODS` when a split is larger.
+        slow_limit: the images per split for :data:`SLOW_METHODS` when a split is larger
+            (:func:`stratified_subset`).
         n_examples: positives drawn under the best three methods.
     """
 
@@ -278,6 +288,21 @@ def split_dir(run: LoadedRun) -> Path:
 # --------------------------------------------------------------------------- all methods
 
 
+def stratified_subset(split: _Split, n: int) -> _Split:
+    """``n`` images of ``split`` (all when it has no more): the first positives with boxes and
+    the first other images, in manifest order, in the split's proportions, with at least one
+    positive with a box when the split has one (localization needs it)."""
+    if n >= len(split.data):
+        return split
+    pos, other = np.flatnonzero(split.pos), np.flatnonzero(~split.pos)
+    n_pos = min(len(pos), max(1, int(round(n * len(pos) / len(split.data)))))
+    keep = np.sort(np.concatenate([pos[:n_pos], other[:n - n_pos]]))
+    data = SplitArrays(images=split.data.images[keep], labels=split.data.labels[keep],
+                       manifest=split.data.manifest.iloc[keep].reset_index(drop=True))
+    return _Split(data, [split.boxes[i] for i in keep], split.pos[keep])
+
+
+
 def rank_methods(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Method names best first: by pointing game, then mass in boxes, then IoU (nan last)."""
     def key(row: Mapping[str, Any]) -> tuple[float, ...]:
@@ -308,23 +333,17 @@ def compare_methods(config: MethodsConfig) -> dict[str, Any]:
     train_boxes = _training_boxes(manifest, data_dir)
     out = output_paths(run.name, config.limit)
 
-    full: dict[int | None, tuple[_Split, _Split]] = {}
-
-    def splits(limit: int | None) -> tuple[_Split, _Split]:
-        if limit not in full:  # loaded once per size, shared by the methods that use it
-            full[limit] = (_Split.load(data_dir, "val", manifest, limit),
-                           _Split.load(data_dir, config.split, manifest, limit))
-        return full[limit]
-
+    whole = (_Split.load(data_dir, "val", manifest, config.limit),
+             _Split.load(data_dir, config.split, manifest, config.limit))
     results: dict[str, MethodResult] = {}
     for method in config.methods:
-        val, split = splits(config.limit)
+        val, split = whole
         subset = ""
         if method in SLOW_METHODS and max(len(val.data), len(split.data)) > config.slow_limit:
-            limit = min(config.slow_limit, config.limit or config.slow_limit)
-            val, split = splits(limit)
-            subset = (f"first {limit} images of each split (manifest order): {method} is slow; "
-                      f"--slow-limit sets it")
+            val, split = (stratified_subset(s, config.slow_limit) for s in whole)
+            subset = (f"{config.slow_limit} images of each split, class-stratified (the first "
+                      f"positives with boxes and the first others, manifest order): {method} "
+                      "is slow; --slow-limit sets it")
         print(f"[methods] {method}: {len(val.data)} val + {len(split.data)} {config.split} "
               "images", flush=True)
         result = measure_method(run, method, val, split, train_boxes, config)
