@@ -254,8 +254,8 @@ display(sanity_cascade(paths.run_files(present[-1])["best"], data_dir=data_dir,
 # `--arch resnet18-os16` has a 14x14 `layer4` at 224 px instead of 7x7. Per method: pointing
 # game, mass in boxes, IoU and the RSNA metric of its boxes with 95% intervals, and the paired
 # difference to the best image-free baseline of each metric (`_difference`, `_verdict`);
-# Score-CAM runs on the first `slow_limit` images of each split when a split is larger
-# (`subset`). Saved to `metrics/<run>_methods.{csv,json}`, `images/<run>/methods.png` and
+# Score-CAM runs on a class-stratified subset of `slow_limit` images of each split when a split
+# is larger (`subset`). Saved to `metrics/<run>_methods.{csv,json}`, `images/<run>/methods.png` and
 # `images/<run>/methods_maps.png` (the same positives under the best three methods).
 
 # %%

@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         f"list of {', '.join(METHODS)}; writes metrics/<run>_methods.csv (the "
                         "overlay, grid, map and submission flags do not apply)")
     p.add_argument("--slow-limit", type=cli.positive_int, default=METHOD_DEFAULTS["slow_limit"],
-                   help="with --methods: images per split for the slow methods "
+                   help="with --methods: images per split (class-stratified) for the slow methods "
                         f"({', '.join(SLOW_METHODS)}) when a split is larger (default: "
                         f"{METHOD_DEFAULTS['slow_limit']})")
     p.add_argument("--n", type=cli.non_negative_int, default=DEFAULTS["n"],

@@ -302,7 +302,6 @@ def stratified_subset(split: _Split, n: int) -> _Split:
     return _Split(data, [split.boxes[i] for i in keep], split.pos[keep])
 
 
-
 def rank_methods(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Method names best first: by pointing game, then mass in boxes, then IoU (nan last)."""
     def key(row: Mapping[str, Any]) -> tuple[float, ...]:
