@@ -1373,8 +1373,8 @@ def build_arg_parser(sampler_default: str) -> argparse.ArgumentParser:
     parser.add_argument("--arch", choices=tuple(ARCHS), default=None,
                         help="resnet18 (default: torchvision's, a 7x7 CAM at 224 px) or "
                              "resnet18-os16 (layer4 with stride 1 and dilation 2: output stride "
-                             "16, a 14x14 CAM, about 1.3x slower); recorded in config.json and "
-                             "used by every later stage")
+                             "16, a 14x14 CAM, about 1.7x the multiply-adds); recorded in "
+                             "config.json and used by every later stage")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--limit", type=cli.positive_int, default=None,
                         help="use only N training images (class-stratified), for smoke runs")
