@@ -99,7 +99,7 @@ def test_numbers_are_the_interpretation_stages_own(compared, monkeypatch):
     best = best_baselines(report)
     values = {k: report["baselines"][k]["pointing_game"]["value"] for k in report["baselines"]}
     assert values[best["pointing_game"]] == max(values.values())
-    assert best["iou"] != "fixed_point"
+    assert best["iou"] != "fixed_point" and best["mass_in_boxes"] != "fixed_point"
     for m, key in best.items():
         paired = report["paired"][key][m]
         assert row[f"{m}_baseline"] == key
@@ -145,3 +145,16 @@ def test_script_flags(compared, capsys):
     table = pd.read_csv(root / "metrics" / "balanced_limit6_methods.csv")
     assert table["method"].tolist() == ["cam", "eigencam"]
     assert "best first:" in ok.stdout
+
+
+def test_best_baseline_rule():
+    """The fixed point competes on the pointing game only; otherwise the highest value wins."""
+    def base(pg, mass, iou):
+        return {"pointing_game": {"value": pg}, "mass_in_boxes": {"value": mass},
+                "iou": {"value": iou}}
+
+    report = {"baselines": {"fixed_point": base(0.5, 0.5, 0.01),
+                            "mean_box_prior": base(0.3, 0.2, 0.25),
+                            "uniform_random": base(0.1, 0.1, float("nan"))}}
+    assert best_baselines(report) == {"pointing_game": "fixed_point",
+                                      "mass_in_boxes": "mean_box_prior", "iou": "mean_box_prior"}
