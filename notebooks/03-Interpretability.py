@@ -48,7 +48,7 @@ runs = ["original", "balanced"]  # weights/<run>/best.pth for each that exists
 seeds = None  # e.g. [0, 1, 2]: the runs <run>-s<seed> of a multi-seed study (run_pipeline.py --seeds)
 data_dir = None  # processed folder; None: each run's config.json data_dir, else data/Processed
 split = "test"  # the split measured (thresholds always come from val)
-method = "cam"  # cam | gradcam | gradcam++ | scorecam | eigencam
+method = "cam"  # cam | gradcam | gradcam++ | scorecam | eigencam | layercam | layercam-fused
 n = 16  # single-image overlays per run (positives first, then negatives)
 n_grid = 8  # examples per confusion-matrix grid
 batch_size = 64
@@ -58,6 +58,8 @@ device = "auto"  # auto | cpu | cuda
 limit = None  # first `limit` images of each split (None: all)
 save_maps = True  # metrics/<run>_maps.npy: raw maps of the whole split
 n_compare = 6  # images in the side-by-side comparison
+methods = "all"  # methods compared on the same split: "all" or e.g. "cam,gradcam,layercam"
+slow_limit = 200  # images per split for Score-CAM (one forward pass per channel and image)
 
 # %%
 # Imports follow the parameters cell (papermill-style), hence the noqa.
@@ -245,6 +247,40 @@ display(sanity_table(reports))
 display(sanity_cascade(paths.run_files(present[-1])["best"], data_dir=data_dir,
                        split=split, n_images=sanity_images, method=method, device=device,
                        batch_size=batch_size).round(3))
+
+# %% [markdown]
+# ## Every method on the same images
+#
+# The maps above come from one method. Here every method measures the last run listed on the
+# same split, as `python scripts/interpret.py --method all` does: classic CAM, Grad-CAM,
+# Grad-CAM++, Eigen-CAM and Score-CAM on `layer4`, LayerCAM on `layer3` (twice the resolution of
+# a standard `layer4`) and fused over `layer3` and `layer4`. A run trained with
+# `--arch resnet18-os16` has a 14x14 `layer4` at 224 px instead of 7x7. Per method: pointing
+# game, mass in boxes, IoU and the RSNA metric of its boxes with 95% intervals, and the paired
+# difference to the best image-free baseline of each metric (`_difference`, `_verdict`);
+# Score-CAM runs on a class-stratified subset of `slow_limit` images of each split when a split
+# is larger (`subset`). Saved to `metrics/<run>_methods.{csv,json}`, `images/<run>/methods.png` and
+# `images/<run>/methods_maps.png` (the same positives under the best three methods).
+
+# %%
+import pandas as pd  # noqa: E402
+
+from pneumocam.method_comparison import MethodsConfig, compare_methods, parse_methods  # noqa: E402
+
+methods_run = present[-1]
+by_method = compare_methods(MethodsConfig(
+    weights=paths.run_files(methods_run)["best"], methods=parse_methods(methods),
+    data_dir=data_dir, split=split, batch_size=batch_size, device=device, n_boot=n_boot,
+    limit=limit, slow_limit=slow_limit))
+method_table = pd.DataFrame(by_method["rows"]).set_index("method")
+display(Markdown(f"**{methods_run}** ({by_method['arch']}), {split} split, maps per second on "
+                 f"{by_method['device']}; best first: {', '.join(by_method['ranking'])}"))
+display(method_table[["feature_map", "n_images", "pointing_game", "pointing_game_difference",
+                      "pointing_game_verdict", "mass_in_boxes", "iou", "iou_difference",
+                      "rsna_metric", "rsna_metric_difference", "maps_per_second", "subset"]]
+        .round(3))
+display(Image(filename=by_method["outputs"]["figure"]))
+display(Image(filename=by_method["outputs"]["maps_figure"]))
 
 # %% [markdown]
 # ## Conclusions

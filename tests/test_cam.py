@@ -292,3 +292,24 @@ def test_cuda_paths_match_cpu(small_model):
         logits, low = class_activation_map(gpu_model, x[:8].cuda())
     identity = low.float().mean(dim=(1, 2)) + gpu_model.fc.bias.detach()
     torch.testing.assert_close(identity, logits.float(), rtol=0.02, atol=0.05)
+
+
+def test_layercam_fused_averages_the_scaled_layers_at_the_finer_resolution():
+    from pneumocam.cam import LayerCamFused
+
+    fine = np.zeros((1, 4, 4), np.float32)
+    fine[0, 0, 0] = 2.0  # layer3: one hot cell, top left
+    coarse = np.full((1, 2, 2), -1.0, np.float32)
+    coarse[0, 1, 1] = 5.0  # layer4: bottom right, negatives ReLU'd away
+    fused = LayerCamFused.combine(None, [fine, coarse])
+    assert fused.shape == (1, 4, 4) and fused.min() >= 0 and fused.max() <= 1
+    assert fused[0, 0, 0] == pytest.approx(0.5)  # 1 (layer3) + 0 (layer4), averaged
+    assert fused[0, 3, 3] == pytest.approx(0.5)  # 0 + 1
+    assert fused[0, 0, 3] == pytest.approx(0.0)
+
+
+def test_layercam_runs_on_layer3(small_model):
+    x = images(2, 64, seed=4)
+    assert compute_cams(small_model, x, "layercam").low.shape == (2, 4, 4)  # layer3: 64 / 16
+    assert compute_cams(small_model, x, "layercam-fused").low.shape == (2, 4, 4)
+    assert compute_cams(small_model, x, "gradcam").low.shape == (2, 2, 2)  # layer4: 64 / 32

@@ -273,3 +273,27 @@ def test_interpretation_reruns_when_settings_or_data_differ(trained_root, monkey
                                   "data_identity": identity.to_dict()}))
     assert interpretation_differences("original", wanted, identity) == ["limit=20 -> default"]
     report.unlink()
+
+
+def test_the_skip_rule_compares_the_arch(trained_root, monkeypatch):
+    """A finished resnet18 run is not reused for --arch resnet18-os16; an explicit --arch
+    resnet18 matches it, and so does a config written before runs recorded their arch."""
+    from pneumocam import paths
+    from pneumocam.errors import ConfigError
+
+    root, processed = trained_root
+    monkeypatch.setenv(paths.ROOT_ENV_VAR, str(root))
+    with pytest.raises(ConfigError) as err:
+        _decide(processed, extra_train_args=["--arch", "resnet18-os16"])
+    assert "arch=resnet18;" in str(err.value) and "arch=resnet18-os16" in str(err.value)
+    assert _decide(processed, extra_train_args=["--arch", "resnet18"]) is None
+    config_path = paths.run_files("original")["config"]
+    saved = config_path.read_text()
+    try:
+        config = json.loads(saved)
+        del config["settings"]["arch"], config["arguments"]["arch"]
+        config_path.write_text(json.dumps(config))
+        assert _decide(processed) is None
+        assert _decide(processed, extra_train_args=["--arch", "resnet18"]) is None
+    finally:
+        config_path.write_text(saved)

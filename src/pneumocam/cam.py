@@ -1,4 +1,4 @@
-"""Class activation maps for the 1-logit ResNet-18: classic CAM, batched, plus four library methods.
+"""Class activation maps for the 1-logit ResNet-18: classic CAM, batched, plus six library methods.
 
 Classic CAM (Zhou et al., 2016). The model ends ``layer4 -> avgpool -> fc = Linear(512, 1)``, so
 with ``A`` the layer4 output of shape ``(N, 512, h, w)`` and ``w, b`` the fc weight and bias::
@@ -11,7 +11,8 @@ forward hook on ``layer4``). **Sign convention**: positive CAM values are eviden
 mean of the low-resolution CAM plus ``fc.bias`` is the logit (tested). The raw map is upsampled
 bilinearly (``align_corners=False``) to the input size, which keeps its mean up to border effects.
 
-Library methods (package ``grad-cam``, module ``pytorch_grad_cam``, target layer ``model.layer4``,
+Library methods (package ``grad-cam``, module ``pytorch_grad_cam``, target layer ``model.layer4``
+unless the method says otherwise,
 target ``BinaryClassifierOutputTarget(1)``, which is the raw logit: the library applies no
 sigmoid, so gradients are those of the logit). The library ReLUs each low-resolution map,
 min-max scales it and resizes it with ``cv2.resize``. Here the library computes the channel
@@ -27,6 +28,12 @@ module then applies one upsampling rule to every method:
 Eigen-CAM's first principal component has an arbitrary sign (the library's ``EigenCAM`` does not
 fix it, so its ReLU'd output can show the complement of the salient region). Here its sign is
 chosen per image so that the projection correlates positively with the channel-mean activation.
+
+LayerCAM (Jiang et al., 2021) is offered on ``layer3`` (``layercam``: 14x14 at 224 px, twice the
+resolution of the standard model's ``layer4``) and fused over ``layer3`` and ``layer4``
+(``layercam-fused``): as the library aggregates target layers, each layer's map is ReLU'd and
+min-max scaled, then the maps are averaged, here at the finer layer's resolution (``layer4``'s
+map upsampled bilinearly to it) so that the fused map still has a feature-resolution copy.
 
 For ``"cam"``, ``normalized`` is the per-image min-max of the signed map (Zhou et al.'s
 visualisation); a constant map normalises to zeros.
@@ -302,6 +309,8 @@ class LibraryCam(CamMethod):
 
     library_class = ""
     quiet = False  #: silence the library's stderr (Score-CAM's tqdm bar per image)
+    #: the model's stages the library hooks (None: the ``layer`` :func:`compute_cams` passes)
+    target_layers: tuple[str, ...] | None = None
 
     def __init__(self, model: nn.Module, layer: nn.Module, device: torch.device, amp: bool):
         super().__init__(model, layer, device, amp)
@@ -312,12 +321,18 @@ class LibraryCam(CamMethod):
                 f"method '{self.name}' needs the grad-cam package (pip install grad-cam==1.5.7); "
                 "method 'cam' works without it."
             ) from exc
-        self.cam = getattr(pytorch_grad_cam, self.library_class)(model=model, target_layers=[layer])
+        layers = [layer] if self.target_layers is None else [
+            getattr(model, name) for name in self.target_layers]
+        self.cam = getattr(pytorch_grad_cam, self.library_class)(model=model, target_layers=layers)
         self.cam.batch_size = 128  # Score-CAM: masked copies per forward pass (library default 16)
 
     def orient(self, low: np.ndarray, activations: np.ndarray) -> np.ndarray:
         """The captured map (n, h, w) as this module reports it (the library's sign by default)."""
         return low
+
+    def combine(self, lows: list[np.ndarray]) -> np.ndarray:
+        """One (n, h, w) map from the per-target-layer maps (one layer by default: its map)."""
+        return lows[-1]
 
     def low_res_maps(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # the optional library, imported where it is first needed (as in __init__)
@@ -340,8 +355,10 @@ class LibraryCam(CamMethod):
                 self.cam(input_tensor=batch, targets=targets)
         finally:
             del self.cam.get_cam_image
-        low, activations = captured[-1]
-        low = self.orient(np.asarray(low, dtype=np.float32), np.asarray(activations, dtype=np.float32))
+        per_layer = captured[-len(self.cam.target_layers):]  # this call's, one per target layer
+        low = self.combine([self.orient(np.asarray(out, dtype=np.float32),
+                                        np.asarray(acts, dtype=np.float32))
+                            for out, acts in per_layer])
         logits = self.cam.outputs.detach().float().reshape(-1)
         return logits.to(self.device), torch.from_numpy(low).to(self.device)
 
@@ -361,6 +378,27 @@ class GradCamPlusPlus(LibraryCam):
 class ScoreCam(LibraryCam):
     name, library_class = "scorecam", "ScoreCAM"
     quiet = True  # a tqdm bar per image on stderr
+
+
+class LayerCam(LibraryCam):
+    """LayerCAM on ``layer3`` (14x14 at 224 px: the finer stage; ``layer4`` has 7x7)."""
+
+    name, library_class = "layercam", "LayerCAM"
+    target_layers = ("layer3",)
+
+
+class LayerCamFused(LibraryCam):
+    """LayerCAM on ``layer3`` and ``layer4``, fused as the library fuses target layers (each
+    ReLU'd and min-max scaled, then averaged), at ``layer3``'s resolution."""
+
+    name, library_class = "layercam-fused", "LayerCAM"
+    target_layers = ("layer3", CAM_LAYER)
+
+    def combine(self, lows: list[np.ndarray]) -> np.ndarray:
+        size = max((low.shape[1:] for low in lows), key=lambda hw: hw[0] * hw[1])
+        scaled = [minmax_normalize(upsample_maps(torch.from_numpy(np.maximum(low, 0)), size))
+                  for low in lows]
+        return torch.stack(scaled).mean(dim=0).numpy()
 
 
 class EigenCam(LibraryCam):
@@ -383,7 +421,8 @@ def _eigen_sign(low: np.ndarray, activations: np.ndarray) -> np.ndarray:
 
 #: method name -> its class; :data:`METHODS` lists the names.
 CAM_METHODS: dict[str, type[CamMethod]] = {
-    m.name: m for m in (ClassicCam, GradCam, GradCamPlusPlus, ScoreCam, EigenCam)
+    m.name: m for m in (ClassicCam, GradCam, GradCamPlusPlus, ScoreCam, EigenCam, LayerCam,
+                        LayerCamFused)
 }
 METHODS = tuple(CAM_METHODS)
 

@@ -59,6 +59,9 @@ PAIRED_TESTS = {
                      "<= 0, share >= 0), at most 1",
     "iou": "paired bootstrap, two-sided: 2 x min(share of resampled mean differences <= 0, "
            "share >= 0), at most 1",
+    # the per-image RSNA challenge score of boxes cut from a map (pneumocam.method_comparison)
+    "rsna_metric": "paired bootstrap, two-sided: 2 x min(share of resampled mean differences "
+                   "<= 0, share >= 0), at most 1",
 }
 #: The words for a paired interval above 0, below 0, containing 0, or undefined.
 VERDICTS = {"above": "beats", "below": "is beaten by", "contains": "cannot be told apart from",
@@ -457,7 +460,8 @@ def paired_difference(a, b, metric: str, n_boot: int = 1000, seed: int = 0) -> d
         a, b: (N,) per-image values of the two sides (hit 0/1 for ``pointing_game``, a share
             in [0, 1] otherwise), in the same image order. Pairs with a nan on either side are
             dropped (a map with no positive mass has no mass in boxes).
-        metric: one of :data:`METRICS`; picks the test (:data:`PAIRED_TESTS`).
+        metric: one of :data:`PAIRED_TESTS` (:data:`METRICS` or ``rsna_metric``); picks the
+            test.
         n_boot, seed: bootstrap resamples and seed; both sides are resampled with the same
             image indices (:func:`pneumocam.metrics.bootstrap_indices`).
 
@@ -466,8 +470,8 @@ def paired_difference(a, b, metric: str, n_boot: int = 1000, seed: int = 0) -> d
         computed, "n": pairs used}`` plus, for the pointing game, ``"discordant": [a only,
         b only]``; nan everywhere when no pair is left.
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric {metric!r}: expected one of {METRICS}")
+    if metric not in PAIRED_TESTS:
+        raise ValueError(f"metric {metric!r}: expected one of {tuple(PAIRED_TESTS)}")
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:

@@ -40,7 +40,7 @@ from .stage_timing import PipelineTimer
 
 #: Training settings that decide a run's result: a finished run counts only when they match.
 TRAIN_SETTINGS = ("sampler", "epochs", "batch_size", "lr", "weight_decay", "schedule", "seed",
-                  "pretrained", "limit", "pos_weight", "n_boot")
+                  "pretrained", "arch", "limit", "pos_weight", "n_boot")
 #: Interpretation settings that decide its outputs.
 INTERPRET_SETTINGS = ("split", "method", "n", "n_boot", "seed", "limit", "save_maps")
 
@@ -142,6 +142,7 @@ def training_differences(run: str, args: list[str], processed: Path,
     Returns:
         The differences (empty: the same run), or None when there is no readable config.json.
     """
+    from .model import DEFAULT_ARCH
     from .train import _parse_pos_weight, build_arg_parser, config_from_args
 
     config = _read_json(paths.run_files(run)["config"])
@@ -161,6 +162,9 @@ def training_differences(run: str, args: list[str], processed: Path,
                                     arguments.get(name))
             if name == "pos_weight":
                 wanted = _parse_pos_weight(wanted)
+        if name == "arch":  # compared resolved: unset, and absent from old configs, is resnet18
+            recorded = settings.get("arch") or arguments.get("arch") or DEFAULT_ARCH
+            wanted = wanted or DEFAULT_ARCH
         if recorded != wanted:
             diffs.append(Difference(name, recorded, wanted))
     identity = identity or data_identity(processed)

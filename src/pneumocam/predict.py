@@ -38,7 +38,7 @@ from .checkpoint import load_model_state, require_finite
 from .data import prepare_batch
 from .distributed import resolve_device
 from .errors import ConfigError, DicomReadError, PneumocamError, ProcessedDataError
-from .model import build_model, load_state_dict_checked
+from .model import arch_from_config, build_model, load_state_dict_checked
 from .processed import DataSource, check_run_data, read_stats, run_data_dir
 from .provenance import provenance, write_json_atomic
 
@@ -67,7 +67,8 @@ class LoadedRun:
     Attributes:
         name: the run name (the weights' parent folder, e.g. ``balanced``).
         weights: the checkpoint file.
-        model: the ResNet-18 in eval mode on ``device``.
+        model: the ResNet-18 in eval mode on ``device``, of the architecture in the run's
+            ``config.json`` (:func:`pneumocam.model.arch_from_config`).
         device: where the model lives.
         mean, std: training normalisation on the [0, 1] scale.
         size: the side (pixels) of the square training images.
@@ -198,7 +199,8 @@ def load_run(weights: str | Path, device: str = "auto", data_dir: str | Path | N
     Raises:
         CheckpointError: missing, empty, truncated, untrusted (pickled code), mismatched or
             non-finite (NaN/inf: a diverged run) weights.
-        ConfigError: no normalisation statistics, or ``cuda`` requested without a GPU.
+        ConfigError: no normalisation statistics, an unknown ``arch`` in ``config.json``, or
+            ``cuda`` requested without a GPU.
     """
     weights = Path(weights)
     state = load_model_state(weights)  # CheckpointError before anything else is read
@@ -210,7 +212,9 @@ def load_run(weights: str | Path, device: str = "auto", data_dir: str | Path | N
         config, Path(data_dir) if data_dir else None)
     if folder is not None:  # the stats (and later the images) must be the run's own data
         check_run_data(config, folder, weights)
-    model = build_model(pretrained=False)
+    # the architecture the run was trained with (a config without it: resnet18)
+    arch = arch_from_config(config, str(weights.parent / "config.json"))
+    model = build_model(pretrained=False, arch=arch)
     load_state_dict_checked(model, state, str(weights))
     model.to(torch_device).eval()
     threshold, threshold_source = operating_threshold(name, weights)

@@ -37,7 +37,9 @@ CHECKPOINT_FORMAT = "pneumocam-train-v1"
 # Settings that decide the trajectory: a resumed run must use the same ones.
 RESUME_KEYS = ("sampler", "epochs", "batch_size", "lr", "weight_decay", "schedule", "seed",
                "limit", "pos_weight", "world_size", "image_size", "n_train", "data_mean",
-               "data_std", "data_kind", "pretrained")
+               "data_std", "data_kind", "pretrained", "arch")
+#: What a checkpoint written before a setting existed used (its settings block lacks the key).
+RESUME_DEFAULTS = {"arch": "resnet18"}
 
 
 def rng_state() -> dict[str, Any]:
@@ -135,6 +137,7 @@ def check_resume_settings(saved: dict[str, Any], now: dict[str, Any], path: Path
     Raises:
         CheckpointError: naming every differing setting, and the ways out.
     """
+    saved = {**RESUME_DEFAULTS, **saved}
     diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {now.get(k)!r}"
              for k in RESUME_KEYS if saved.get(k) != now.get(k)]
     if diffs:

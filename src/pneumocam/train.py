@@ -86,7 +86,14 @@ from .errors import (
     TrainingDivergedError,
 )
 from .metrics import Estimate, safe_average_precision, safe_roc_auc, threshold_metrics
-from .model import CAM_LAYER, build_model, load_state_dict_checked
+from .model import (
+    ARCHS,
+    CAM_LAYER,
+    DEFAULT_ARCH,
+    build_model,
+    check_arch,
+    load_state_dict_checked,
+)
 from .processed import (
     RUN_DATA_DIR_KEY,
     RUN_DATA_IDENTITY_KEY,
@@ -144,6 +151,8 @@ class TrainConfig:
         workers: DataLoader workers on the CPU path (default 0: the arrays are in memory).
         resume: continue from ``weights/<run>/last.pth``. overwrite: replace an existing run.
         pretrained: start from ImageNet weights (download needed). compile: ``torch.compile``.
+        arch: ``"resnet18"`` (7x7 CAM at 224 px) or ``"resnet18-os16"`` (layer4 dilated,
+            14x14 CAM); see :data:`pneumocam.model.ARCHS`.
         limit: use only the first ``limit`` training images (class-stratified), for smoke runs.
         pos_weight: BCE positive-class weight: ``"auto"`` (n_neg/n_pos of the training images),
             a number, or ``"none"``.
@@ -166,6 +175,7 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     pretrained: bool | None = None
+    arch: str | None = None
     compile: bool = False
     limit: int | None = None
     pos_weight: str | float | None = None
@@ -289,6 +299,8 @@ def validate_config(config: TrainConfig) -> None:
         raise ConfigError(f"sampler {config.sampler!r}: expected one of {SAMPLERS}")
     if config.schedule is not None and config.schedule not in SCHEDULES:
         raise ConfigError(f"--schedule {config.schedule!r}: expected one of {SCHEDULES}")
+    if config.arch is not None:
+        check_arch(config.arch)
     if config.resume and config.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other; pass one.")
     minimum = {"epochs": 1, "batch_size": 1, "n_boot": 1, "limit": 2, "workers": 0, "seed": 0}
@@ -331,6 +343,9 @@ class RequestedSettings:
         seed: integer >= 0 (default 0); seeds the initialisation and every per-epoch draw.
         pretrained: start from ImageNet weights (default False: random initialisation, as in
             the original study, and no download).
+        arch: one of :data:`pneumocam.model.ARCHS` (default ``"resnet18"``, output stride 32;
+            ``"resnet18-os16"``: layer4 dilated, output stride 16, a 14x14 CAM at 224 px).
+            Every later stage builds the model from this value in ``config.json``.
         limit: train on only this many images (class-stratified, manifest order), >= 2;
             None (default) = the whole training split.
         pos_weight_setting: ``--pos-weight`` as asked: ``"auto"`` (n_neg/n_pos of the training
@@ -355,6 +370,7 @@ class RequestedSettings:
     schedule: str
     seed: int
     pretrained: bool
+    arch: str
     limit: int | None
     pos_weight_setting: str | float | None
     device: str
@@ -436,11 +452,13 @@ class TrainSettings(RequestedSettings):
     @classmethod
     def from_json(cls, block: Mapping[str, Any]) -> TrainSettings:
         """Inverse of :meth:`to_json`. A block written before runs recorded their data
-        identity reads as an unknown identity (every field None).
+        identity reads as an unknown identity (every field None); one written before runs
+        recorded their architecture reads as ``resnet18``.
 
         Raises:
             KeyError: a setting is missing from ``block``.
         """
+        block = {"arch": DEFAULT_ARCH, **block}
         missing = [k for k in SETTINGS_KEYS if k not in block and k != "data_identity"]
         if missing:
             raise KeyError(f"no {', '.join(missing)} in the settings")
@@ -451,8 +469,8 @@ class TrainSettings(RequestedSettings):
 #: The keys of :meth:`TrainSettings.to_json`, in the order config.json and last.pth have them.
 SETTINGS_KEYS = (
     "run_name", "sampler", "epochs", "batch_size", "lr", "weight_decay", "schedule", "seed",
-    "pretrained", "limit", "pos_weight", "device", "world_size", "compile", "channels_last",
-    "n_boot", "data_kind", "pos_weight_setting", "image_size", "n_train", "n_val",
+    "pretrained", "arch", "limit", "pos_weight", "device", "world_size", "compile",
+    "channels_last", "n_boot", "data_kind", "pos_weight_setting", "image_size", "n_train", "n_val",
     "train_counts", "data_dir", "data_mean", "data_std", "data_source", "data_identity",
     "effective_batch_size",
 )
@@ -509,6 +527,7 @@ def resolve_requested(config: TrainConfig, stats: dict[str, Any], device: torch.
         schedule=str(pick("schedule", "cosine", "warm-up then cosine decay")),
         seed=int(pick("seed", 0, "default seed")),
         pretrained=bool(pick("pretrained", False, "random init, as in the original study")),
+        arch=str(pick("arch", DEFAULT_ARCH, "torchvision's ResNet-18, output stride 32")),
         limit=config.limit if config.limit is not None or previous is None else previous.limit,
         pos_weight_setting=_parse_pos_weight(
             config.pos_weight if config.pos_weight is not None or previous is None
@@ -526,6 +545,7 @@ def resolve_requested(config: TrainConfig, stats: dict[str, Any], device: torch.
         raise ConfigError(f"sampler {config.sampler!r}: expected one of {SAMPLERS}")
     if requested.schedule not in SCHEDULES:
         raise ConfigError(f"schedule {requested.schedule!r}: expected one of {SCHEDULES}")
+    check_arch(requested.arch, "arch")
     for name in ("epochs", "batch_size"):
         if getattr(requested, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
@@ -1073,7 +1093,7 @@ def build_model_and_optimizer(settings: TrainSettings, data: TrainData, device: 
     Raises:
         ConfigError: the training images make no full batch per process.
     """
-    raw_model = build_model(pretrained=pretrained)
+    raw_model = build_model(pretrained=pretrained, arch=settings.arch)
     raw_model.to(device)
     if settings.channels_last:
         raw_model.to(memory_format=torch.channels_last)
@@ -1269,8 +1289,8 @@ def _write_config(files: dict[str, Path], config: TrainConfig, settings: TrainSe
         "data_source": stats.get("source"),
         "stats": {"mean": stats["mean"], "std": stats["std"], "size": stats.get("size"),
                   "counts": stats.get("counts")},
-        "model": {"arch": "resnet18", "in_channels": 1, "num_outputs": 1,
-                  "cam_layer": CAM_LAYER},
+        "model": {"arch": settings.arch, "in_channels": 1, "num_outputs": 1,
+                  "cam_layer": CAM_LAYER, "output_stride": ARCHS[settings.arch]},
         "files": {k: str(v) for k, v in files.items()},
         "provenance": provenance(),
         "resumes": [],
@@ -1360,6 +1380,11 @@ def build_arg_parser(sampler_default: str) -> argparse.ArgumentParser:
                         help="replace an existing run of the same name")
     parser.add_argument("--pretrained", action="store_true", default=None,
                         help="start from torchvision's ImageNet weights (needs a download)")
+    parser.add_argument("--arch", choices=tuple(ARCHS), default=None,
+                        help="resnet18 (default: torchvision's, a 7x7 CAM at 224 px) or "
+                             "resnet18-os16 (layer4 with stride 1 and dilation 2: output stride "
+                             "16, a 14x14 CAM, about 1.7x the multiply-adds); recorded in "
+                             "config.json and used by every later stage")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--limit", type=cli.positive_int, default=None,
                         help="use only N training images (class-stratified), for smoke runs")
@@ -1380,7 +1405,7 @@ def config_from_args(args: argparse.Namespace, sampler: str) -> TrainConfig:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
         schedule=args.schedule, seed=args.seed, device=args.device, workers=args.workers,
         resume=args.resume, overwrite=args.overwrite, pretrained=args.pretrained,
-        compile=args.compile, limit=args.limit, pos_weight=args.pos_weight, n_boot=args.n_boot,
+        arch=args.arch, compile=args.compile, limit=args.limit, pos_weight=args.pos_weight, n_boot=args.n_boot,
         progress=not args.no_progress,
     )
 
