@@ -59,7 +59,7 @@ def test_pipeline_runs_every_stage_then_resumes(tmp_path: Path) -> None:
     timing = json.loads((root / "metrics" / "pipeline_timing.json").read_text())
     ran = {s["stage"]: s for s in timing["stages"]}
     assert list(ran) == ["preprocess", "train original", "train balanced", "compare",
-                         "interpret original", "interpret balanced"]
+                         "interpret original", "interpret balanced", "report"]
     assert all(s["status"] == "ran" and s["wall_s"] > 0 and s["peak_host_mib"] > 0
                for name, s in ran.items() if name != "preprocess")
     assert ran["train original"]["peak_gpu_mib"] is None  # CPU run: no GPU memory
