@@ -426,3 +426,31 @@ def test_default_epochs_depend_on_data_and_device_and_say_why(kind: str, device:
     explicit, notes = trainmod.resolve_requested(trainmod.TrainConfig(epochs=5), stats,
                                               torch.device(device), DistInfo())
     assert explicit.epochs == 5 and not any(n.startswith("epochs=") for n in notes)
+
+
+def test_interpretation_probabilities_are_computed_without_tf32(monkeypatch):
+    """The interpretation's CAM pass (which also yields the probabilities it applies the
+    evaluation's threshold to) runs with TF32 off, like final_probabilities; flags restored."""
+    from pneumocam import split_maps
+    from pneumocam.cam import compute_cams as real_compute_cams
+    from pneumocam.predict import LoadedRun
+
+    flags = []
+
+    def spy(model, x, **kwargs):
+        flags.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return real_compute_cams(model, x, **kwargs)
+
+    monkeypatch.setattr(split_maps, "compute_cams", spy)
+    run = LoadedRun.__new__(LoadedRun)
+    object.__setattr__(run, "model", build_model().eval())
+    object.__setattr__(run, "mean", 0.5)
+    object.__setattr__(run, "std", 0.2)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        out = split_maps.compute_split_maps(run, np.zeros((3, 32, 32), np.uint8), "cam", 2)
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+    assert flags == [(False, False)] and out.probs.shape == (3,)

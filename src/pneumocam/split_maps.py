@@ -26,6 +26,7 @@ from . import paths
 from .cam import compute_cams
 from .predict import LoadedRun, normalize_images, warn
 from .processed import run_data_dir
+from .train import exact_fp32
 
 
 @dataclass
@@ -72,7 +73,10 @@ def compute_split_maps(run: LoadedRun, images: np.ndarray, method: str, batch_si
     for start in range(0, n, step):
         stop = min(n, start + step)
         x = normalize_images(images[start:stop], run.mean, run.std)
-        res = compute_cams(run.model, x, method=method, batch_size=batch_size)
+        # fp32 without TF32, like the evaluation's probabilities (train.final_probabilities):
+        # the operating threshold was chosen on those, so each image's decision agrees.
+        with exact_fp32():
+            res = compute_cams(run.model, x, method=method, batch_size=batch_size)
         probs[start:stop] = to_numpy(res.probs)
         logits[start:stop] = to_numpy(res.logits)
         maps[start:stop] = to_numpy(res.normalized)
