@@ -74,9 +74,10 @@ def _code_cells(name: str) -> list[str]:
 
 def test_the_two_training_notebooks_differ_only_in_the_sampler():
     """Same code cell for cell, but for the run name and the sampler (and the balanced one's
-    closing comparison, whose `paths` import is the only other difference)."""
+    closing comparison and report, whose `paths` import is the only other difference)."""
     balanced, original = _code_cells("02-Train-Balanced.ipynb"), _code_cells("02-Train-Original.ipynb")
-    assert len(balanced) == len(original) + 1 and "compare_runs" in balanced[-1]
+    assert len(balanced) == len(original) + 2
+    assert "compare_runs" in balanced[-2] and "write_site" in balanced[-1]
     differing = 0
     for b, o in zip(balanced, original, strict=False):
         if b != o:

@@ -127,7 +127,7 @@ def test_pipeline_trains_interprets_and_compares_every_seed(tmp_path: Path) -> N
     assert doc["conclusions"][0] in done.stdout and "spread between seeds" in doc["conclusions"][0]
     stages = [s["stage"] for s in json.loads(
         (root / "metrics" / "pipeline_timing.json").read_text())["stages"]]
-    assert "train balanced-s1" in stages and stages[-1] == "compare seeds"
+    assert "train balanced-s1" in stages and stages[-2:] == ["compare seeds", "report"]
     # Per-seed skip rule: a second call redoes none of the four trainings.
     again = subprocess.run(cmd, env=_env(root), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
