@@ -57,7 +57,7 @@ class ReadmeMarkersError(PneumocamError):
 # --------------------------------------------------------------------------- reading
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json_object(path: Path) -> dict[str, Any] | None:
     """The JSON object at ``path``, or None when it is missing or unreadable."""
     try:
         data = json.loads(path.read_text())
@@ -290,10 +290,10 @@ def render_results(metrics_dir: str | Path | None = None,
                   f"`{COMMANDS['eval'].format(run='balanced')}`), then `python scripts/report.py "
                   "--readme`."]
         return "\n".join(lines) + "\n"
-    evals = {r: _read_json(mdir / f"{r}_eval.json") or {} for r in runs}
-    configs = {r: _read_json(wdir / r / "config.json") for r in runs}
-    locs = {r: _read_json(mdir / f"{r}_localization.json") for r in runs}
-    comparison = _read_json(mdir / "comparison.json") if len(runs) > 1 else None
+    evals = {r: read_json_object(mdir / f"{r}_eval.json") or {} for r in runs}
+    configs = {r: read_json_object(wdir / r / "config.json") for r in runs}
+    locs = {r: read_json_object(mdir / f"{r}_localization.json") for r in runs}
+    comparison = read_json_object(mdir / "comparison.json") if len(runs) > 1 else None
     demo_tag = "synthetic demo" if any(
         DataSource.from_json(e.get("data_source")).is_demo or e.get("synthetic_demo")
         for e in evals.values()) else "real data"

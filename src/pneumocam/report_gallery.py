@@ -33,6 +33,7 @@ import pandas as pd
 from . import paths
 from .errors import PneumocamError, ProcessedDataError
 from .processed import read_manifest
+from .readme_results import read_json_object
 from .thumbnails import encode_jpeg, feature_peaks, map_levels, render_overlays
 
 THUMB_SIZE = 160  #: gallery thumbnails, px (square)
@@ -77,14 +78,6 @@ class Interpretation:
         return SAVE_MAPS_COMMAND.format(run=self.run, method=self.method)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _read_csv(path: Path) -> pd.DataFrame | None:
     try:
         return pd.read_csv(path, dtype={"patientId": str}, keep_default_na=False,
@@ -106,7 +99,7 @@ def find_interpretations(metrics_dir: Path | None = None,
     mdir = metrics_dir or paths.metrics_dir()
     found = []
     for path in sorted(mdir.glob("*_localization.json")):
-        report = _read_json(path)
+        report = read_json_object(path)
         if report is None or report.get("limit") is not None or "run" not in report:
             continue
         tag = path.name[: -len("_localization.json")]

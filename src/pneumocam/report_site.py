@@ -42,6 +42,7 @@ from .readme_results import (
     RUN_ORDER,
     classification_rows,
     localization_rows,
+    read_json_object,
 )
 from .report_gallery import (
     Interpretation,
@@ -90,14 +91,6 @@ def json_for_script(obj: Any) -> str:
 
 def _static(name: str) -> str:
     return resources.files("pneumocam").joinpath("report_static", name).read_text("utf-8")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
@@ -212,7 +205,7 @@ def load_study(root: Path | None = None) -> Study:
     names = {p.parent.name for p in weights.glob("*/config.json")}
     names |= {p.name[: -len("_eval.json")] for p in metrics.glob("*_eval.json")}
     runs = [r for r in RUN_ORDER if r in names] + sorted(names - set(RUN_ORDER))
-    stats = _read_json(processed / "stats.json")
+    stats = read_json_object(processed / "stats.json")
     manifest = None
     if (processed / "manifest.csv").is_file():
         try:
@@ -222,9 +215,9 @@ def load_study(root: Path | None = None) -> Study:
     return Study(
         root=root, images=images, metrics=metrics, weights=weights, processed=processed,
         runs=runs,
-        configs={r: _read_json(weights / r / "config.json") for r in runs},
-        evals={r: _read_json(metrics / f"{r}_eval.json") for r in runs},
-        locs={r: _read_json(metrics / f"{r}_localization.json") for r in runs},
+        configs={r: read_json_object(weights / r / "config.json") for r in runs},
+        evals={r: read_json_object(metrics / f"{r}_eval.json") for r in runs},
+        locs={r: read_json_object(metrics / f"{r}_localization.json") for r in runs},
         stats=stats, manifest=manifest,
         interps=find_interpretations(metrics, RUN_ORDER))
 
@@ -376,7 +369,7 @@ def _comparison_section(study: Study) -> str:
         out.append(todo("Fewer than two evaluated runs: nothing to compare yet. Train both with",
                         "python scripts/run_pipeline.py"))
         return "".join(out) + "</section>"
-    comparison = _read_json(study.metrics / "comparison.json")
+    comparison = read_json_object(study.metrics / "comparison.json")
     evals = {r: study.evals[r] or {} for r in evaluated}
     out.append("<p class=\"lead\">The same test images for every run; paired bootstrap "
                "differences say whether a difference is a finding (its interval excludes 0).</p>")
@@ -464,7 +457,7 @@ def _provenance_section(study: Study) -> str:
         files.append((f"weights/{r}/config.json", study.configs.get(r)))
         files.append((f"metrics/{r}_eval.json", study.evals.get(r)))
         files.append((f"metrics/{r}_localization.json", study.locs.get(r)))
-    files.append(("metrics/comparison.json", _read_json(study.metrics / "comparison.json")))
+    files.append(("metrics/comparison.json", read_json_object(study.metrics / "comparison.json")))
     rows, versions = [], {}
     for name, data in files:
         if data is None:

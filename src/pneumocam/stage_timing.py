@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from typing import Any
 
 from . import paths
 from .errors import PneumocamError
-from .provenance import provenance, write_json_atomic
+from .provenance import cpu_model, provenance, write_json_atomic
 
 TIMING_NAME = "pipeline_timing.json"
 _MIB = 1024 * 1024
@@ -67,14 +66,8 @@ class StageRecord:
 
 
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``'s ``model name``; else :func:`platform.processor`)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    """The CPU's model name (:func:`pneumocam.provenance.cpu_model`), or ``"unknown"``."""
+    return cpu_model() or "unknown"
 
 
 def gpu_name() -> str | None:
