@@ -44,6 +44,7 @@ bench:              ## CPU benchmarks, each printing a ratio against its baselin
 	$(PY) benchmarks/bench_preprocess.py
 	$(PY) benchmarks/bench_train.py
 	$(PY) benchmarks/bench_cam.py
+	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_report.py
 
 bench-gpu:          ## the GPU measurements reported in the README (needs CUDA)

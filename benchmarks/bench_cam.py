@@ -4,7 +4,10 @@ One model, one device, one set of synthetic images (arrays only: no DICOM, no da
 
 1. ``pytorch_grad_cam.GradCAM`` on ``layer4`` with ``BinaryClassifierOutputTarget(1)``, fp32,
    maps returned to the host (what the library does);
-2. ``pneumocam.cam.compute_cams(method="cam")``, fp32, maps (raw + normalised) copied to the host;
+2. ``pneumocam.cam.compute_cams(method="cam")``, fp32, maps (raw + normalised) copied to the host,
+   three ways (its ``upsample`` argument): upsampled to 224x224 on the device and copied; only the
+   7x7 maps copied and upsampled on the host; only the 7x7 maps copied, upsampling left to the
+   images that need it (``CamResult.full_size``). The three give the same maps (checked);
 3. on CUDA: forward + CAM in bf16 with images and maps kept on the device, at a larger batch.
 
 The correlation column compares each row's maps with the library's Grad-CAM maps, per image,
@@ -159,10 +162,21 @@ def main() -> None:
     lib_maps = library_gradcam(model, corr_imgs, cfg.batch_size)
     rows.append(("pytorch_grad_cam GradCAM fp32 -> host", cfg.batch_size, n / t_lib, 1.0, None))
 
-    t_cam = timed(lambda: compute_cams(model, images, "cam", cfg.batch_size),
-                  lambda: compute_cams(model, first, "cam", cfg.batch_size), cfg.repeats, device)
     c = correlation(relu_first_cam(model, corr_imgs, device, amp=False), lib_maps)
-    rows.append(("compute_cams cam fp32 -> host", cfg.batch_size, n / t_cam, t_lib / t_cam, c))
+    reference = compute_cams(model, corr_imgs, "cam", cfg.batch_size)
+    for place, label in (("device", "compute_cams cam fp32 -> host"),
+                         ("host", "  7x7 maps to host, upsampled there"),
+                         ("none", "  7x7 maps to host, upsampled on demand")):
+        def run(x, place=place):
+            return compute_cams(model, x, "cam", cfg.batch_size, upsample=place)
+        t_cam = timed(lambda run=run: run(images), lambda run=run: run(first), cfg.repeats, device)
+        # the same maps whichever side upsamples ("none": as CamResult.full_size makes them)
+        maps = run(corr_imgs)
+        raw = maps.full_size(tuple(corr_imgs.shape[-2:]))[0] if place == "none" else maps.raw
+        max_diff = float((raw - reference.raw).abs().max())
+        if max_diff > 1e-4 * max(1.0, float(reference.raw.abs().max())):
+            raise SystemExit(f"upsample={place!r} changed the maps: max |diff| {max_diff:.3g}")
+        rows.append((label, cfg.batch_size, n / t_cam, t_lib / t_cam, c))
 
     if device.type == "cuda":
         on_dev = images.to(device)

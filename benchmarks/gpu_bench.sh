@@ -18,3 +18,4 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 python3 benchmarks/bench_train.py --device cuda 2>&1 | tee "$out/bench_train.txt"
 python3 benchmarks/bench_train.py --device cuda --compile --skip-baseline 2>&1 | tee "$out/bench_train_compile.txt"
 python3 benchmarks/bench_cam.py --device cuda --json "$out/bench_cam.json" 2>&1 | tee "$out/bench_cam.txt"
+python3 benchmarks/bench_eval.py --device cuda --json "$out/bench_eval.json" 2>&1 | tee "$out/bench_eval.txt"

@@ -5,10 +5,13 @@ These check that the scripts work, not how fast anything is (speed is for the be
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -54,6 +57,27 @@ def test_bench_cam_prints_ratio_and_correlation_on_cpu() -> None:
                "--batch-size", "4", "--repeats", "1", "--n-corr", "4")
     row = next(line for line in text.splitlines() if line.startswith("compute_cams"))
     assert "x" in row and "nan" not in row, text
+
+
+def test_bench_cam_checks_every_upsampling_place_on_cpu() -> None:
+    text = run("bench_cam.py", "--device", "cpu", "--n-images", "8", "--size", "64",
+               "--batch-size", "4", "--repeats", "1", "--n-corr", "4")
+    for label in ("7x7 maps to host, upsampled there", "7x7 maps to host, upsampled on demand"):
+        row = next(line for line in text.splitlines() if line.strip().startswith(label))
+        assert "x" in row and "nan" not in row, text
+
+
+def test_bench_eval_prints_fp32_cost_beside_bf16(tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    text = run("bench_eval.py", "--device", "cpu", "--n-images", "8", "--size", "64",
+               "--repeats", "1", "--split-size", "100", "--json", str(out))
+    assert re.search(r"ratio fp32 / bf16 time per image: \d+\.\d\dx", text), text
+    result = json.loads(out.read_text())
+    assert [r["forward"].split(",")[0] for r in result["rows"]] == ["bf16 autocast", "fp32"]
+    for row in result["rows"]:
+        assert row["images_per_s"] > 0 and row["split_seconds"] == pytest.approx(row["us_per_image"] * 1e-4)
+        assert 1 <= row["distinct_probabilities"] <= 8
+    assert 0 <= result["max_abs_prob_diff"] < 0.1  # bf16 rounding, not a different model
 
 
 def test_bench_report_prints_ratio_rate_and_sizes() -> None:

@@ -130,6 +130,42 @@ def test_low_resolution_maps_are_what_raw_is_upsampled_from(small_model):
     assert empty.low.shape[0] == 0 and empty.raw.shape == (0, 64, 64)
 
 
+@pytest.mark.parametrize("method", ["cam", "gradcam"])
+def test_upsampling_on_the_host_or_on_demand_gives_the_same_maps(small_model, method, monkeypatch):
+    """upsample="host" copies only logits and feature maps and upsamples after; "none" leaves
+    the full-size maps to CamResult.full_size. Both equal the on-device default."""
+    import pneumocam.cam as cam_module
+
+    monkeypatch.setattr(cam_module, "HOST_UPSAMPLE_CHUNK", 2)  # several host chunks for 5 maps
+    x = images(5, 64, seed=6)
+    ref = compute_cams(small_model, x, method, batch_size=2)
+    host = compute_cams(small_model, x, method, batch_size=2, upsample="host")
+    for key in ("logits", "probs", "raw", "normalized", "low"):
+        got, want = getattr(host, key), getattr(ref, key)
+        assert got.device.type == "cpu" and got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    lazy = compute_cams(small_model, x, method, batch_size=2, upsample="none")
+    assert lazy.raw.shape == lazy.normalized.shape == (5, 0, 0)
+    torch.testing.assert_close(lazy.low, ref.low, rtol=0, atol=0)
+    raw, normalized = lazy.full_size((64, 64))
+    torch.testing.assert_close(raw, ref.raw, rtol=0, atol=1e-6)
+    torch.testing.assert_close(normalized, ref.normalized, rtol=0, atol=1e-6)
+    raw_rows, norm_rows = lazy.full_size((64, 64), rows=slice(3, 5))  # on demand: two images
+    torch.testing.assert_close(norm_rows, ref.normalized[3:5], rtol=0, atol=1e-6)
+    assert raw_rows.shape == (2, 64, 64)
+    on_device = compute_cams(small_model, x, method, batch_size=2, keep_on_device=True, upsample="none")
+    assert on_device.raw.shape == (5, 0, 0)
+    empty = compute_cams(small_model, x[:0], method, upsample="host")
+    assert empty.raw.shape == (0, 64, 64) and empty.logits.shape == (0,)
+
+
+def test_upsample_place_is_checked(small_model):
+    with pytest.raises(ConfigError, match="upsample='gpu'.*device, host, none"):
+        compute_cams(small_model, images(2, 32), upsample="gpu")
+    with pytest.raises(ConfigError, match="keep_on_device=False"):
+        compute_cams(small_model, images(2, 32), keep_on_device=True, upsample="host")
+
+
 def test_batching_does_not_change_maps(small_model):
     x = images(7, 64, seed=2)
     a = compute_cams(small_model, x, batch_size=3)
@@ -283,6 +319,9 @@ def test_cuda_paths_match_cpu(small_model):
     assert host.raw.device.type == "cpu"
     torch.testing.assert_close(host.raw, ref.raw, rtol=1e-2, atol=1e-2)  # TF32 convolutions
     torch.testing.assert_close(host.logits, ref.logits, rtol=1e-2, atol=1e-2)
+    via_host = compute_cams(gpu_model, x, batch_size=8, upsample="host")  # 7x7 maps copied
+    torch.testing.assert_close(via_host.raw, host.raw, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(via_host.normalized, host.normalized, rtol=1e-5, atol=1e-5)
     fast = compute_cams(gpu_model, x.cuda(), batch_size=16, keep_on_device=True)  # bf16
     assert fast.raw.device.type == "cuda" and fast.raw.dtype == torch.float32
     corr = _pearson_rows(fast.raw.cpu().numpy(), ref.raw.numpy())

@@ -75,6 +75,10 @@ class CamResult:
             that ``raw`` is upsampled from: where the pointing game and the overlays take the
             peak (:func:`pneumocam.localization.peak_yx`); (N, 0, 0) when N is 0.
         method: the method that produced the maps.
+
+    With ``compute_cams(..., upsample="none")`` only ``logits``, ``probs`` and ``low`` are
+    filled (``raw`` and ``normalized`` are (N, 0, 0)); :meth:`full_size` or
+    :func:`full_size_maps` upsample all of them, or a slice, when they are needed.
     """
 
     logits: torch.Tensor
@@ -83,6 +87,12 @@ class CamResult:
     normalized: torch.Tensor
     low: torch.Tensor
     method: str = "cam"
+
+    def full_size(self, size: tuple[int, int], rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(raw, normalized)`` (n, *size) float32 upsampled from ``low`` (all rows, or
+        ``rows``) with the same rule as :func:`compute_cams`, on ``low``'s device."""
+        low = self.low if rows is None else self.low[rows]
+        return full_size_maps(low, size, CAM_METHODS[self.method].relu_first)
 
 
 def _check_model(model: nn.Module) -> tuple[nn.Module, nn.Linear]:
@@ -117,6 +127,25 @@ def minmax_normalize(maps: torch.Tensor) -> torch.Tensor:
     lo = maps.amin(dim=(1, 2), keepdim=True)
     span = maps.amax(dim=(1, 2), keepdim=True) - lo
     return (maps - lo) / torch.where(span > 0, span, torch.ones_like(span))
+
+
+def full_size_maps(low: torch.Tensor, size: tuple[int, int], relu_first: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one upsampling rule of every method (see the module docstring).
+
+    Args:
+        low: (N, h, w) signed maps at feature resolution, on any device.
+        size: the input's (H, W).
+        relu_first: normalise the map ReLU'd at feature resolution (library methods) instead
+            of the signed map (classic CAM).
+
+    Returns:
+        ``(raw, normalized)``: (N, H, W) float32, the signed map upsampled bilinearly and its
+        per-image min-max in [0, 1].
+    """
+    raw = upsample_maps(low, size)
+    shown = upsample_maps(low.clamp_min(0), size) if relu_first else raw
+    return raw, minmax_normalize(shown)
 
 
 def class_activation_map(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,21 +231,18 @@ class _HostSink:
     works; a plain ``.cpu()`` would block the host until the copy ends, idling the GPU.
     """
 
-    def __init__(self, n: int, size: tuple[int, int], device: torch.device):
+    def __init__(self, n: int, device: torch.device):
         self.cuda, self.n = device.type == "cuda", n
-        self.out = {
-            "logits": torch.empty(n, dtype=torch.float32),
-            "raw": torch.empty((n, *size), dtype=torch.float32),
-            "normalized": torch.empty((n, *size), dtype=torch.float32),
-        }
+        self.out: dict[str, torch.Tensor] = {}  # allocated from the first batch's shapes
         self.staging: list[dict[str, torch.Tensor]] = []  # two pinned buffers, used in turn
         self.pending: list[tuple[torch.cuda.Event, int, int, int]] = []  # (event, slot, start, stop)
 
     def put(self, start: int, parts: dict[str, torch.Tensor]) -> None:
         """Queue the copy of one batch (tensors on the device) into rows ``start:start+n``."""
         stop = start + parts["logits"].shape[0]
-        if "low" not in self.out:  # the feature resolution is known from the first batch
-            self.out["low"] = torch.empty((self.n, *parts["low"].shape[1:]), dtype=torch.float32)
+        for key, value in parts.items():
+            if key not in self.out:
+                self.out[key] = torch.empty((self.n, *value.shape[1:]), dtype=torch.float32)
         if not self.cuda:
             for key, value in parts.items():
                 self.out[key][start:stop].copy_(value)
@@ -242,11 +268,10 @@ class _HostSink:
             self.out[key][start:stop].copy_(buf[: stop - start])
 
     def finish(self) -> dict[str, torch.Tensor]:
-        """Wait for the queued copies; the host tensors ``logits``, ``raw``, ``normalized``,
-        ``low``."""
+        """Wait for the queued copies; the host tensors, by the keys that :meth:`put` was
+        given (none when no batch was put)."""
         while self.pending:
             self._drain_one()
-        self.out.setdefault("low", torch.empty((self.n, 0, 0), dtype=torch.float32))
         return self.out
 
 
@@ -427,6 +452,14 @@ CAM_METHODS: dict[str, type[CamMethod]] = {
 METHODS = tuple(CAM_METHODS)
 
 
+#: Where :func:`compute_cams` upsamples the feature-resolution maps to the input size.
+UPSAMPLE_PLACES = ("device", "host", "none")
+
+#: Maps upsampled on the host per chunk: bounds the temporary memory (2 x 256 x 224 x 224 x 4 B
+#: is about 100 MB) while keeping each interpolate call large enough to use every thread.
+HOST_UPSAMPLE_CHUNK = 256
+
+
 def compute_cams(
     model: nn.Module,
     images: torch.Tensor,
@@ -434,6 +467,7 @@ def compute_cams(
     batch_size: int = 64,
     keep_on_device: bool = False,
     amp: bool | None = None,
+    upsample: str = "device",
 ) -> CamResult:
     """Maps and predictions for a stack of images, in batches on the model's device.
 
@@ -447,6 +481,14 @@ def compute_cams(
         keep_on_device: return tensors on the model's device instead of the CPU.
         amp: bf16 autocast for ``"cam"``; default (None) = on exactly when ``keep_on_device``
             and the device is CUDA (the fast path); fp32 elsewhere. Library methods run fp32.
+        upsample: where ``raw`` and ``normalized`` are made from the feature-resolution maps
+            (:data:`UPSAMPLE_PLACES`): ``"device"`` (default) on the model's device, batch by
+            batch; ``"host"`` after only the logits and the (N, h, w) maps were copied to the
+            host, 1,000x less than full-size maps at 224 px (needs ``keep_on_device=False``);
+            ``"none"`` not at all (``raw``/``normalized`` are (N, 0, 0); use
+            :meth:`CamResult.full_size` for the rows that need them). The maps are the same in
+            all three (float32 rounding aside); ``benchmarks/bench_cam.py`` measures which is
+            faster on a given machine.
 
     Returns:
         :class:`CamResult` with logits/probs (N,), raw/normalized (N, H, W) and the
@@ -454,6 +496,10 @@ def compute_cams(
     """
     if method not in METHODS:
         raise ConfigError(f"unknown CAM method '{method}'; choose one of {', '.join(METHODS)}")
+    if upsample not in UPSAMPLE_PLACES:
+        raise ConfigError(f"upsample={upsample!r}: choose one of {', '.join(UPSAMPLE_PLACES)}")
+    if upsample == "host" and keep_on_device:
+        raise ConfigError("upsample='host' returns host tensors; it needs keep_on_device=False")
     _check_images(images)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -463,7 +509,7 @@ def compute_cams(
     if use_amp and device.type != "cuda":
         use_amp = False  # bf16 autocast on CPU is slower than fp32 for these convolutions
     n, size = images.shape[0], tuple(images.shape[-2:])
-    sink = None if keep_on_device else _HostSink(n, size, device)
+    sink = None if keep_on_device else _HostSink(n, device)
     chunks: list[dict[str, torch.Tensor]] = []
     was_training = model.training  # read before the library's constructor calls model.eval()
     cam = CAM_METHODS[method](model, layer, device, use_amp)
@@ -474,11 +520,9 @@ def compute_cams(
             for index, start in enumerate(range(0, n, batch_size)):
                 batch = feeder.batch(index, start, min(start + batch_size, n))
                 logits, low = cam.low_res_maps(batch)
-                # one upsampling rule for every method; see the module docstring
-                raw = upsample_maps(low, size)
-                shown = upsample_maps(low.clamp_min(0), size) if cam.relu_first else raw
-                parts = {"logits": logits.float(), "raw": raw, "normalized": minmax_normalize(shown),
-                         "low": low.float()}
+                parts = {"logits": logits.float(), "low": low.float()}
+                if upsample == "device":
+                    parts["raw"], parts["normalized"] = full_size_maps(low, size, cam.relu_first)
                 if sink is None:
                     chunks.append(parts)
                 else:
@@ -486,13 +530,17 @@ def compute_cams(
     finally:
         cam.close()
         model.train(was_training)
-    if sink is not None:
-        out = sink.finish()
-    else:
-        empty = {"logits": torch.empty(0, device=device), "raw": torch.empty((0, *size), device=device),
-                 "normalized": torch.empty((0, *size), device=device),
-                 "low": torch.empty((0, 0, 0), device=device)}
-        out = {k: torch.cat([c[k] for c in chunks]) if chunks else v for k, v in empty.items()}
+    out_device = device if sink is None else torch.device("cpu")
+    out = sink.finish() if sink is not None else {
+        k: torch.cat([c[k] for c in chunks]) for k in (chunks[0] if chunks else {})}
+    out.setdefault("logits", torch.empty(0, device=out_device))
+    out.setdefault("low", torch.empty((n, 0, 0), device=out_device))
+    if upsample == "host":
+        out["raw"], out["normalized"] = _upsample_on_host(out["low"], size, cam.relu_first)
+    else:  # "none", or no batch at all
+        not_made = (n, 0, 0) if upsample == "none" else (n, *size)
+        out.setdefault("raw", torch.empty(not_made, device=out_device))
+        out.setdefault("normalized", torch.empty(not_made, device=out_device))
     return CamResult(
         logits=out["logits"],
         probs=torch.sigmoid(out["logits"]),
@@ -501,3 +549,16 @@ def compute_cams(
         low=out["low"],
         method=method,
     )
+
+
+def _upsample_on_host(low: torch.Tensor, size: tuple[int, int], relu_first: bool
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`full_size_maps` of (N, h, w) host maps, chunk by chunk into preallocated
+    (N, *size) float32 outputs."""
+    n = low.shape[0]
+    raw = torch.empty((n, *size), dtype=torch.float32)
+    normalized = torch.empty((n, *size), dtype=torch.float32)
+    for start in range(0, n, HOST_UPSAMPLE_CHUNK):
+        rows = slice(start, start + HOST_UPSAMPLE_CHUNK)
+        raw[rows], normalized[rows] = full_size_maps(low[rows], size, relu_first)
+    return raw, normalized
