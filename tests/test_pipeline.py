@@ -137,11 +137,21 @@ def test_pipeline_trains_interprets_and_compares_every_seed(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_the_full_profile_runs_at_a_small_size(tmp_path: Path) -> None:
-    root = tmp_path / "root"
-    cmd = [sys.executable, str(REPO / "scripts" / "run_pipeline.py"), "--profile", "full",
-           "--demo-n", "60", "--epochs", "1", "--device", "cpu", "--n", "0", "--n-boot", "20"]
-    done = subprocess.run(cmd, env=_env(root), capture_output=True, text=True, timeout=900)
+    """Through benchmarks/gpu_study.sh, the one command a GPU machine runs, on the CPU: the
+    pipeline's full profile, then the timing and metrics collected into $OUT."""
+    root, out = tmp_path / "root", tmp_path / "out"
+    env = {**_env(root), "OUT": str(out), "GPU_STUDY_DEVICE": "cpu",
+           "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}  # its python3 is this one
+    cmd = ["bash", str(REPO / "benchmarks" / "gpu_study.sh"), "--demo-n", "60", "--epochs", "1",
+           "--n", "0", "--n-boot", "20"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"outputs in {root}" in done.stdout
+    collected = {p.name for p in out.iterdir()}
+    assert {"pipeline_timing.json", "pipeline.txt", "comparison.csv", "original_eval.json",
+            "balanced_eval.json", "balanced_localization.json"} <= collected, collected
+    assert json.loads((out / "pipeline_timing.json").read_text()) == json.loads(
+        (root / "metrics" / "pipeline_timing.json").read_text())
     assert (root / "data" / "demo-n60" / "stage_2_train_labels.csv").is_file()
     assert read_stats(root / "data" / "Processed-demo-n60")["source"]["kind"] == "demo"
     assert not (root / "data" / "demo").exists()  # the default demo is not touched
@@ -153,8 +163,9 @@ def test_the_full_profile_runs_at_a_small_size(tmp_path: Path) -> None:
     assert timing["settings"]["profile"] == "full" and timing["settings"]["demo_n"] == 60
     assert timing["total_excluding_s"] == pytest.approx(
         timing["total_wall_s"] - stages["make demo"]["wall_s"], abs=1e-3)
-    usage = subprocess.run(cmd[:2] + ["--demo-n", "60"], env=_env(root), capture_output=True,
-                           text=True, timeout=300)
+    usage = subprocess.run([sys.executable, str(REPO / "scripts" / "run_pipeline.py"),
+                            "--demo-n", "60"], env=_env(root), capture_output=True, text=True,
+                           timeout=300)
     assert usage.returncode == 2 and "--profile full" in usage.stderr
 
 
