@@ -1,7 +1,7 @@
 # Shortcuts for the commands in the README. Every target is one script call.
 PY ?= python
 
-.PHONY: install demo preprocess train-original train-balanced train-posweight compare interpret report pipeline test lint bench bench-gpu
+.PHONY: install demo preprocess train-original train-balanced train-posweight compare interpret report pipeline test lint bench bench-gpu study-gpu
 
 install:            ## exact, tested environment (+ the package, editable)
 	pip install -r requirements_dev.txt
@@ -46,6 +46,9 @@ bench:              ## CPU benchmarks, each printing a ratio against its baselin
 	$(PY) benchmarks/bench_cam.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_report.py
+
+study-gpu:          ## the RSNA-size study timed stage by stage on a CUDA machine
+	bash benchmarks/gpu_study.sh
 
 bench-gpu:          ## the GPU measurements reported in the README (needs CUDA)
 	bash benchmarks/gpu_bench.sh

@@ -484,7 +484,8 @@ def compute_cams(
         upsample: where ``raw`` and ``normalized`` are made from the feature-resolution maps
             (:data:`UPSAMPLE_PLACES`): ``"device"`` (default) on the model's device, batch by
             batch; ``"host"`` after only the logits and the (N, h, w) maps were copied to the
-            host, 1,000x less than full-size maps at 224 px (needs ``keep_on_device=False``);
+            host (at 224 px one 7x7 map instead of two 224x224 maps: 2,048x fewer bytes), then
+            upsampled there (needs ``keep_on_device=False``);
             ``"none"`` not at all (``raw``/``normalized`` are (N, 0, 0); use
             :meth:`CamResult.full_size` for the rows that need them). The maps are the same in
             all three (float32 rounding aside); ``benchmarks/bench_cam.py`` measures which is
