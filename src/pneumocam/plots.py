@@ -1,4 +1,5 @@
-"""Evaluation figures: training curves, ROC, PR, confusion matrix, reliability, run comparison.
+"""Evaluation figures: training curves, ROC, PR, confusion matrix, reliability, run comparison,
+the positives each sampler puts in a training batch.
 
 Every function builds and returns a :class:`matplotlib.figure.Figure` without touching pyplot's
 global state (no backend switch, nothing left open); :func:`save_figure` writes a PNG with the
@@ -312,4 +313,27 @@ def plot_comparison(
     ax_roc.set_title("ROC curves (test)")
     ax_roc.grid(alpha=0.3)
     ax_roc.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def plot_sampler_batches(draws: pd.DataFrame, batch: int, positive_share: float,
+                         demo: bool = False) -> Figure:
+    """Positives per training batch under each sampler, beside the data's share and one half.
+
+    Args:
+        draws: :func:`pneumocam.data.sampler_preview` output: indexed by ``batch`` (1, 2, ...),
+            int columns ``"original positive"`` and ``"balanced positive"`` (others ignored).
+        batch: images per batch (the run's effective batch size), > 0.
+        positive_share: fraction of positives among the training labels, in [0, 1].
+    """
+    fig = new_figure((7.0, 3.2), demo=demo)
+    ax = fig.subplots()
+    ax.bar(draws.index - 0.2, draws["original positive"], width=0.4, label="original (shuffled)")
+    ax.bar(draws.index + 0.2, draws["balanced positive"], width=0.4, label="balanced (weighted)")
+    ax.axhline(batch * positive_share, color="gray", ls=":", label="training share")
+    ax.axhline(batch / 2, color="gray", ls="--", label="half the batch")
+    ax.set(xticks=draws.index, xlabel="batch of epoch 1", ylabel=f"positives of {batch}",
+           title="Positives per training batch, by sampler")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
