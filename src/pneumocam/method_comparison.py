@@ -52,7 +52,6 @@ from .atomic import write_frame_csv
 from .cam import METHODS
 from .detection import choose_box_threshold, detect_boxes, rsna_image_score
 from .errors import ConfigError
-from .interpret import _check_split, _Split, _training_boxes
 from .localization import (
     BASELINE_LABELS,
     METRICS,
@@ -74,7 +73,14 @@ from .processed import (
     read_stats,
 )
 from .provenance import provenance, to_jsonable, write_json_atomic
-from .split_maps import SplitMaps, compute_split_maps, resolve_data_folder
+from .split_maps import (
+    SplitMaps,
+    SplitWithBoxes,
+    check_measurable_split,
+    compute_split_maps,
+    resolve_data_folder,
+    training_boxes,
+)
 
 #: Methods run on a subset of each split when it is larger than ``slow_limit``.
 SLOW_METHODS = ("scorecam",)
@@ -187,7 +193,7 @@ class MethodResult:
     row: dict[str, Any]
     report: dict[str, Any]
     maps: SplitMaps
-    split: _Split
+    split: SplitWithBoxes
 
 
 def _rsna_scores(preds: Sequence, boxes: Sequence) -> np.ndarray:
@@ -196,9 +202,9 @@ def _rsna_scores(preds: Sequence, boxes: Sequence) -> np.ndarray:
                      for p, g in zip(preds, boxes, strict=True)], dtype=np.float64)
 
 
-def rsna_detection(maps: SplitMaps, split: _Split, val_maps: SplitMaps, val: _Split,
-                   run: LoadedRun, train_boxes: Sequence, n_boot: int, seed: int
-                   ) -> dict[str, Any]:
+def rsna_detection(maps: SplitMaps, split: SplitWithBoxes, val_maps: SplitMaps,
+                   val: SplitWithBoxes, run: LoadedRun, train_boxes: Sequence, n_boot: int,
+                   seed: int) -> dict[str, Any]:
     """The RSNA metric of the boxes cut from the maps, its interval and its paired difference
     to the mean-box prior's boxes (one map for every image, box threshold chosen on ``val``
     by the same rule, the same images gated by the same probabilities).
@@ -254,11 +260,12 @@ def _measure_row(method: str, report: Mapping[str, Any], detection: Mapping[str,
     return row
 
 
-def measure_method(run: LoadedRun, method: str, val: _Split, split: _Split,
+def measure_method(run: LoadedRun, method: str, val: SplitWithBoxes, split: SplitWithBoxes,
                    train_boxes: Sequence, config: MethodsConfig) -> MethodResult:
     """One method on ``val`` (thresholds) and ``split`` (measured), timed (see the module
     docstring); the row has every :data:`TABLE_COLUMNS` entry but ``subset``."""
-    _check_split(split, config.split, split_dir(run), run)  # no positive: nothing to measure
+    # no positive with a box: nothing to measure
+    check_measurable_split(split, config.split, split_dir(run), run)
     start = time.perf_counter()
     val_maps = compute_split_maps(run, val.data.images, method, config.batch_size, val.pos)
     maps = compute_split_maps(run, split.data.images, method, config.batch_size, split.pos)
@@ -290,7 +297,7 @@ def split_dir(run: LoadedRun) -> Path:
 # --------------------------------------------------------------------------- all methods
 
 
-def stratified_subset(split: _Split, n: int) -> _Split:
+def stratified_subset(split: SplitWithBoxes, n: int) -> SplitWithBoxes:
     """``n`` images of ``split`` (all when it has no more): the first positives with boxes and
     the first other images, in manifest order, in the split's proportions, with at least one
     positive with a box when the split has one (localization needs it)."""
@@ -301,7 +308,7 @@ def stratified_subset(split: _Split, n: int) -> _Split:
     keep = np.sort(np.concatenate([pos[:n_pos], other[:n - n_pos]]))
     data = SplitArrays(images=split.data.images[keep], labels=split.data.labels[keep],
                        manifest=split.data.manifest.iloc[keep].reset_index(drop=True))
-    return _Split(data, [split.boxes[i] for i in keep], split.pos[keep])
+    return SplitWithBoxes(data, [split.boxes[i] for i in keep], split.pos[keep])
 
 
 def rank_methods(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -331,11 +338,11 @@ def compare_methods(config: MethodsConfig) -> dict[str, Any]:
     source = stats.get("source") if isinstance(stats.get("source"), dict) else run.data_source
     demo = DataSource.from_json(source).is_demo or run.demo
     manifest = read_manifest(data_dir)
-    train_boxes = _training_boxes(manifest, data_dir)
+    train_boxes = training_boxes(manifest, data_dir)
     out = output_paths(run.name, config.limit)
 
-    whole = (_Split.load(data_dir, "val", manifest, config.limit),
-             _Split.load(data_dir, config.split, manifest, config.limit))
+    whole = (SplitWithBoxes.load(data_dir, "val", manifest, config.limit),
+             SplitWithBoxes.load(data_dir, config.split, manifest, config.limit))
     results: dict[str, MethodResult] = {}
     for method in config.methods:
         val, split = whole
