@@ -293,6 +293,22 @@ def test_one_exit_code_rule_for_every_error(capsys):
         assert "return 2" not in text and 'print(f"error: {exc}"' not in text, script.name
 
 
+def test_setting_checks_name_the_flag_and_the_bound():
+    """cli.check_choice / cli.check_at_least: the stages' shared ConfigError wording."""
+    from types import SimpleNamespace
+
+    cli.check_choice("split", "val", ("train", "val", "test"))
+    with pytest.raises(ConfigError) as err:
+        cli.check_choice("split", "dev", ("train", "val", "test"))
+    assert str(err.value) == "--split 'dev': expected one of ('train', 'val', 'test')."
+    config = SimpleNamespace(batch_size=4, n_boot=0, limit=None, n_grid=-1)
+    cli.check_at_least(config, 1, "batch_size", "limit")  # None: an unset optional passes
+    with pytest.raises(ConfigError, match=r"^--n-boot must be >= 1\.$"):
+        cli.check_at_least(config, 1, "batch_size", "n_boot")
+    with pytest.raises(ConfigError, match=r"^--n-grid must be >= 0\.$"):
+        cli.check_at_least(config, 0, "n_grid")
+
+
 def test_checkpoint_paths_that_are_not_files_say_what_they_are(tmp_path):
     from pneumocam.checkpoint import load_checkpoint
     from pneumocam.errors import CheckpointError

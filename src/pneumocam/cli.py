@@ -24,7 +24,7 @@ import argparse
 import dataclasses
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from . import paths
@@ -58,6 +58,29 @@ def config_defaults(config_class: type) -> dict[str, Any]:
     written; its script's argparse reads them from here (fields without a default are left out)."""
     return {f.name: f.default for f in dataclasses.fields(config_class)
             if f.default is not dataclasses.MISSING}
+
+
+def check_choice(flag: str, value: Any, choices: Collection[Any]) -> None:
+    """Refuse a setting outside ``choices``, naming its flag ``--<flag>`` and the choices.
+
+    Raises:
+        ConfigError: ``--<flag> <value!r>: expected one of <choices>.``
+    """
+    if value not in choices:
+        raise ConfigError(f"--{flag} {value!r}: expected one of {choices}.")
+
+
+def check_at_least(config: Any, minimum: int, *fields: str) -> None:
+    """Refuse the first of ``config``'s ``fields`` below ``minimum`` (a None field, an unset
+    optional setting, passes); the flag is the field's name with dashes.
+
+    Raises:
+        ConfigError: ``--<field-name> must be >= <minimum>.``
+    """
+    for name in fields:
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= {minimum}.")
 
 
 def _number(text: str, kind: type) -> float | int:

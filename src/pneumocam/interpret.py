@@ -38,12 +38,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import overlays, paths, rsna
+from . import cli, overlays, paths, rsna
 from .atomic import atomic_path, atomic_write, write_frame_csv
 from .cam import METHODS
 from .compare import train_command
 from .detection import choose_box_threshold, detect_boxes, rsna_image_score, rsna_metric
-from .errors import ConfigError, RunOutputsError
+from .errors import RunOutputsError
 from .localization import BASELINE_LABELS, METRICS, localization_report
 from .metrics import safe_roc_auc, threshold_metrics
 from .predict import LoadedRun, load_run, normalize_images
@@ -117,18 +117,10 @@ class InterpretConfig:
 
 
 def _validate(config: InterpretConfig) -> None:
-    if config.method not in METHODS:
-        raise ConfigError(f"--method {config.method!r}: expected one of {METHODS}.")
-    if config.split not in SPLITS:
-        raise ConfigError(f"--split {config.split!r}: expected one of {SPLITS}.")
-    for name in ("n", "n_grid"):
-        if getattr(config, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 0.")
-    for name in ("batch_size", "n_boot", "sanity_images"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1.")
-    if config.limit is not None and config.limit < 1:
-        raise ConfigError("--limit must be >= 1.")
+    cli.check_choice("method", config.method, METHODS)
+    cli.check_choice("split", config.split, SPLITS)
+    cli.check_at_least(config, 0, "n", "n_grid")
+    cli.check_at_least(config, 1, "batch_size", "n_boot", "sanity_images", "limit")
 
 
 def output_paths(run: str, limit: int | None = None) -> dict[str, Path]:

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import overlays, paths
+from . import cli, overlays, paths
 from .atomic import write_frame_csv
 from .cam import METHODS
 from .detection import choose_box_threshold, detect_boxes, rsna_image_score
@@ -150,15 +150,9 @@ def parse_methods(text: str) -> tuple[str, ...]:
 
 def _validate(config: MethodsConfig) -> None:
     parse_methods(",".join(config.methods))
-    if config.split not in SPLITS:
-        raise ConfigError(f"--split {config.split!r}: expected one of {SPLITS}.")
-    for name in ("batch_size", "n_boot", "slow_limit"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1.")
-    if config.limit is not None and config.limit < 1:
-        raise ConfigError("--limit must be >= 1.")
-    if config.n_examples < 0:
-        raise ConfigError("--n-examples must be >= 0.")
+    cli.check_choice("split", config.split, SPLITS)
+    cli.check_at_least(config, 1, "batch_size", "n_boot", "slow_limit", "limit")
+    cli.check_at_least(config, 0, "n_examples")
 
 
 def output_paths(run: str, limit: int | None = None) -> dict[str, Path]:

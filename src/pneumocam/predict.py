@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import overlays, paths
+from . import cli, overlays, paths
 from .atomic import atomic_write
 from .checkpoint import load_model_state, require_finite
 from .data import prepare_batch
@@ -439,8 +439,7 @@ def predict(config: PredictConfig, out: TextIO | None = None, err: TextIO | None
 
     out = out or sys.stdout
     err = err or sys.stderr
-    if config.method not in METHODS:
-        raise ConfigError(f"--method {config.method!r}: expected one of {METHODS}.")
+    cli.check_choice("method", config.method, METHODS)
     step = int(config.batch_size)
     if step < 1:
         raise ConfigError(f"--batch-size {config.batch_size}: must be at least 1.")
