@@ -107,6 +107,17 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
+def read_json_object(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object at ``path``, or None when it is missing, unreadable (any OS error, bytes
+    that are not UTF-8, not JSON) or not an object: what a reader that can do without the file
+    (a report, the pipeline's "is this stage done" check) needs."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
     """Write ``obj`` as indented JSON via a temporary file and an atomic rename."""
     path = Path(path)

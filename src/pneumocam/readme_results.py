@@ -20,7 +20,6 @@ nothing.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from .errors import ConfigError, PneumocamError
 from .localization import BASELINE_LABELS, METRIC_LABELS, METRICS, VERDICTS, verdict
 from .metrics import Estimate
 from .processed import DataSource
+from .provenance import read_json_object
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
@@ -55,15 +55,6 @@ class ReadmeMarkersError(PneumocamError):
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def read_json_object(path: Path) -> dict[str, Any] | None:
-    """The JSON object at ``path``, or None when it is missing or unreadable."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def find_runs(metrics_dir: Path) -> list[str]:

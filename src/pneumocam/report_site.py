@@ -38,12 +38,8 @@ from . import paths
 from .errors import PneumocamError
 from .localization_comparison import run_pairs, summarize_comparison
 from .processed import DataSource
-from .readme_results import (
-    RUN_ORDER,
-    classification_rows,
-    localization_rows,
-    read_json_object,
-)
+from .provenance import read_json_object
+from .readme_results import RUN_ORDER, classification_rows, localization_rows
 from .report_gallery import (
     Interpretation,
     find_interpretations,
