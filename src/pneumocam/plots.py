@@ -88,6 +88,18 @@ def _isnan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def _unit_square_axes(ax: Any, xlabel: str, ylabel: str, title: str, legend_loc: str) -> None:
+    """The ROC and PR panels' frame: both axes on [0, 1] (a little headroom above 1 so a curve
+    at 1 stays visible), labels, title, a light grid and a small legend at ``legend_loc``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc=legend_loc, fontsize=8)
+
+
 def plot_training_curves(
     history: pd.DataFrame, run: str, best_epoch: int | None = None, demo: bool = False
 ) -> Figure:
@@ -160,13 +172,8 @@ def plot_roc(
             ax.plot(pts[0], pts[1], ls="--", marker="s", color="darkorange",
                     label=f"view position only (AP=1), AUC {_fmt_ci(view_auc)}")
     ax.plot([0, 1], [0, 1], color="gray", ls=":", lw=1, label="chance, AUC 0.5")
-    ax.set_xlabel("1 - specificity (false positive rate)")
-    ax.set_ylabel("sensitivity (true positive rate)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_title(f"{run}: ROC (test)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    _unit_square_axes(ax, "1 - specificity (false positive rate)",
+                      "sensitivity (true positive rate)", f"{run}: ROC (test)", "lower right")
     return fig
 
 
@@ -184,13 +191,8 @@ def plot_pr(
     if not math.isnan(prevalence):
         ax.axhline(prevalence, color="gray", ls=":",
                    label=f"prevalence only, AP {prevalence:.3f}")
-    ax.set_xlabel("recall (sensitivity)")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_title(f"{run}: precision-recall (test)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    _unit_square_axes(ax, "recall (sensitivity)", "precision",
+                      f"{run}: precision-recall (test)", "upper right")
     return fig
 
 
