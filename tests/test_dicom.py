@@ -442,12 +442,7 @@ def test_window_matches_pydicom_apply_windowing_on_real_file(mr_small_reference)
 
 
 def test_rescale_without_window_uses_full_modality_range(tmp_path, ramp16):
-    path = write_12bit(
-        tmp_path / "r.dcm",
-        ramp16,
-        RescaleSlope=2,
-        RescaleIntercept=-100,
-    )
+    path = write_12bit(tmp_path / "r.dcm", ramp16, RescaleSlope=2, RescaleIntercept=-100)
     # stored range [0, 4095] -> modality range [-100, 8090]
     expected = (ramp16.astype(np.float64) * 2 - 100 + 100) / 8190
     np.testing.assert_allclose(read_dicom(path).image, expected, atol=1e-6)
@@ -497,22 +492,9 @@ def test_float_pixel_data_uses_actual_range(tmp_path):
 
 
 def test_presentation_lut_inverse_and_invalid_window(tmp_path, ramp16):
-    inv = read_dicom(
-        write_12bit(
-            tmp_path / "i.dcm",
-            ramp16,
-            PresentationLUTShape="INVERSE",
-        )
-    )
+    inv = read_dicom(write_12bit(tmp_path / "i.dcm", ramp16, PresentationLUTShape="INVERSE"))
     np.testing.assert_allclose(inv.image, 1 - ramp16 / 4095, atol=1e-6)
-    bad = read_dicom(
-        write_12bit(
-            tmp_path / "b.dcm",
-            ramp16,
-            WindowCenter=100,
-            WindowWidth=0,
-        )
-    )
+    bad = read_dicom(write_12bit(tmp_path / "b.dcm", ramp16, WindowCenter=100, WindowWidth=0))
     np.testing.assert_allclose(bad.image, ramp16 / 4095, atol=1e-6)
     assert any("invalid window" in n for n in bad.notes)
 
