@@ -137,6 +137,15 @@ def test_read_json_object_is_none_for_anything_but_a_readable_object(tmp_path):
     assert provenance.read_json_object(tmp_path) is None
 
 
+def test_json_get_walks_nested_objects_and_stops_at_anything_else():
+    doc = {"a": {"b": {"c": 3}, "list": [1]}, "n": None}
+    assert provenance.json_get(doc, "a", "b", "c") == 3
+    assert provenance.json_get(doc, "a", "b") == {"c": 3} and provenance.json_get(doc) is doc
+    for keys in (("x",), ("a", "x", "c"), ("a", "list", "0"), ("n", "b")):
+        assert provenance.json_get(doc, *keys) is None, keys
+    assert provenance.json_get(None, "a") is None
+
+
 def _write_processed(root, n=6, size=8):
     rows = []
     for i in range(n):
