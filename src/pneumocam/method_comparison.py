@@ -72,7 +72,7 @@ from .processed import (
     read_manifest,
     read_stats,
 )
-from .provenance import provenance, to_jsonable, write_json_atomic
+from .provenance import cpu_model, provenance, to_jsonable, write_json_atomic
 from .split_maps import (
     SplitMaps,
     SplitWithBoxes,
@@ -168,13 +168,7 @@ def device_name(device: torch.device) -> str:
     """The accelerator's or the CPU's model name, for the maps-per-second column."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"CPU {line.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
-    except OSError:
-        pass
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"CPU {cpu_model() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 # --------------------------------------------------------------------------- one method
