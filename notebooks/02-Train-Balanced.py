@@ -64,17 +64,12 @@ from IPython.display import Image, display  # noqa: E402
 
 from pneumocam import paths  # noqa: E402
 from pneumocam.evaluation import evaluation_summary  # noqa: E402
-from pneumocam.processed import read_stats  # noqa: E402
 from pneumocam.train import TrainConfig, ensure_training_data, train  # noqa: E402
+from pneumocam.train_overview import describe_processed, sampler_batches  # noqa: E402
 
 processed = ensure_training_data(Path(data_dir) if data_dir else None)
-stats = read_stats(processed)
-demo = stats["source"]["kind"] == "demo"
-print(f"processed data: {processed} (source: {stats['source']['kind']}, {stats['source']['path']})")
-if demo:
-    print("SYNTHETIC DEMO DATA: the numbers below show that the pipeline works, not how well a "
-          "model detects pneumonia on real radiographs.")
-pd.DataFrame(stats["counts"]).rename(index={"0": "negative", "1": "positive"})
+data = describe_processed(processed)  # prints the source, loudly when it is the demo
+data.counts
 
 # %% [markdown]
 # ## Train
@@ -102,35 +97,9 @@ result = train(config)
 # come back more than once per epoch. The chart is saved as `images/<run>/sampler_batches.png`.
 
 # %%
-from pneumocam.data import class_counts, sampler_preview  # noqa: E402
-from pneumocam.paths import run_images_dir  # noqa: E402
-from pneumocam.plots import new_figure, save_figure  # noqa: E402
-from pneumocam.processed import read_manifest  # noqa: E402
-from pneumocam.train import limited_rows  # noqa: E402
-
-# The labels in the order training holds them (the same --limit), and the resolved settings.
-manifest = read_manifest(processed)
-train_rows = manifest[manifest["split"] == "train"]
-train_labels = limited_rows(train_rows, result.settings["limit"])["label"].to_numpy()
-n_neg, n_pos = class_counts(train_labels)
-batch, run_seed = result.settings["effective_batch_size"], result.settings["seed"]
-print(f"training labels: {n_neg} negative, {n_pos} positive ({n_pos / (n_neg + n_pos):.1%} "
-      f"positive); batch size {batch}, seed {run_seed}; this run drew with {config.sampler!r}")
-draws = sampler_preview(train_labels, batch, seed=run_seed, n_batches=4)
-display(draws)
-
-fig = new_figure((7.0, 3.2), demo=demo)
-ax = fig.subplots()
-ax.bar(draws.index - 0.2, draws["original positive"], width=0.4, label="original (shuffled)")
-ax.bar(draws.index + 0.2, draws["balanced positive"], width=0.4, label="balanced (weighted)")
-ax.axhline(batch * n_pos / (n_neg + n_pos), color="gray", ls=":", label="training share")
-ax.axhline(batch / 2, color="gray", ls="--", label="half the batch")
-ax.set(xticks=draws.index, xlabel="batch of epoch 1", ylabel=f"positives of {batch}",
-       title="Positives per training batch, by sampler")
-ax.yaxis.get_major_locator().set_params(integer=True)
-ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-sampler_png = save_figure(fig, run_images_dir(run_name) / "sampler_batches.png")
-display(Image(filename=sampler_png))
+batches = sampler_batches(processed, result.settings, demo=data.demo)
+display(batches.draws)
+display(Image(filename=batches.figure))
 
 # %% [markdown]
 # ## Learning curves

@@ -124,6 +124,28 @@ def test_provenance_is_json_and_names_versions(tmp_path):
     assert loaded["a"] == 0.5 and loaded["path"] == str(tmp_path)
 
 
+def test_read_json_object_is_none_for_anything_but_a_readable_object(tmp_path):
+    """What the reports and the pipeline's skip rule read: missing, broken, binary, a list,
+    a folder: None; an object: the dict."""
+    out = provenance.write_json_atomic(tmp_path / "ok.json", {"a": 1})
+    assert provenance.read_json_object(out) == {"a": 1}
+    (tmp_path / "broken.json").write_text('{"a": ')
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe\x00{")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    for name in ("missing.json", "broken.json", "binary.json", "list.json"):
+        assert provenance.read_json_object(tmp_path / name) is None, name
+    assert provenance.read_json_object(tmp_path) is None
+
+
+def test_json_get_walks_nested_objects_and_stops_at_anything_else():
+    doc = {"a": {"b": {"c": 3}, "list": [1]}, "n": None}
+    assert provenance.json_get(doc, "a", "b", "c") == 3
+    assert provenance.json_get(doc, "a", "b") == {"c": 3} and provenance.json_get(doc) is doc
+    for keys in (("x",), ("a", "x", "c"), ("a", "list", "0"), ("n", "b")):
+        assert provenance.json_get(doc, *keys) is None, keys
+    assert provenance.json_get(None, "a") is None
+
+
 def _write_processed(root, n=6, size=8):
     rows = []
     for i in range(n):

@@ -371,17 +371,21 @@ def test_rg1_non_square_is_padded_with_air(rg1):
 # --------------------------------------------------------------------------- windowing / LUTs
 
 
+def write_12bit(path: Path, arr: np.ndarray, **attrs) -> Path:
+    """:func:`write_native` with 12 stored bits in 16-bit words (BitsStored 12, HighBit 11), as
+    CR and DX detectors write them; ``attrs`` add or override tags."""
+    return write_native(path, arr, **{"BitsStored": 12, "HighBit": 11, **attrs})
+
+
 @pytest.fixture()
 def ramp16() -> np.ndarray:
     return np.array([[0, 50, 100, 149], [150, 151, 200, 4095]], dtype=np.uint16)
 
 
 def test_rescale_then_linear_window_known_values(tmp_path, ramp16):
-    path = write_native(
+    path = write_12bit(
         tmp_path / "w.dcm",
         ramp16,
-        BitsStored=12,
-        HighBit=11,
         RescaleSlope=2,
         RescaleIntercept=-100,
         WindowCenter=100,
@@ -399,11 +403,9 @@ def test_rescale_then_linear_window_known_values(tmp_path, ramp16):
 
 @pytest.mark.parametrize("function", ["LINEAR_EXACT", "SIGMOID"])
 def test_other_voi_functions_known_values(tmp_path, ramp16, function):
-    path = write_native(
+    path = write_12bit(
         tmp_path / "w.dcm",
         ramp16,
-        BitsStored=12,
-        HighBit=11,
         WindowCenter=100,
         WindowWidth=200,
         VOILUTFunction=function,
@@ -419,11 +421,9 @@ def test_other_voi_functions_known_values(tmp_path, ramp16, function):
 
 
 def test_multiple_windows_use_the_first_and_monochrome1_inverts(tmp_path, ramp16):
-    path = write_native(
+    path = write_12bit(
         tmp_path / "w.dcm",
         ramp16,
-        BitsStored=12,
-        HighBit=11,
         PhotometricInterpretation="MONOCHROME1",
         WindowCenter=[100, 2000],
         WindowWidth=[201, 4000],
@@ -442,14 +442,7 @@ def test_window_matches_pydicom_apply_windowing_on_real_file(mr_small_reference)
 
 
 def test_rescale_without_window_uses_full_modality_range(tmp_path, ramp16):
-    path = write_native(
-        tmp_path / "r.dcm",
-        ramp16,
-        BitsStored=12,
-        HighBit=11,
-        RescaleSlope=2,
-        RescaleIntercept=-100,
-    )
+    path = write_12bit(tmp_path / "r.dcm", ramp16, RescaleSlope=2, RescaleIntercept=-100)
     # stored range [0, 4095] -> modality range [-100, 8090]
     expected = (ramp16.astype(np.float64) * 2 - 100 + 100) / 8190
     np.testing.assert_allclose(read_dicom(path).image, expected, atol=1e-6)
@@ -470,11 +463,9 @@ def test_no_voi_signed_and_monochrome1_full_stored_range(tmp_path):
     np.testing.assert_allclose(r.image, (signed.astype(np.float64) + 32768) / 65535, atol=1e-6)
     mono1 = np.array([[0, 1000], [4095, 2048]], dtype=np.uint16)
     r1 = read_dicom(
-        write_native(
+        write_12bit(
             tmp_path / "m1.dcm",
             mono1,
-            BitsStored=12,
-            HighBit=11,
             PhotometricInterpretation="MONOCHROME1",
         )
     )
@@ -501,26 +492,9 @@ def test_float_pixel_data_uses_actual_range(tmp_path):
 
 
 def test_presentation_lut_inverse_and_invalid_window(tmp_path, ramp16):
-    inv = read_dicom(
-        write_native(
-            tmp_path / "i.dcm",
-            ramp16,
-            BitsStored=12,
-            HighBit=11,
-            PresentationLUTShape="INVERSE",
-        )
-    )
+    inv = read_dicom(write_12bit(tmp_path / "i.dcm", ramp16, PresentationLUTShape="INVERSE"))
     np.testing.assert_allclose(inv.image, 1 - ramp16 / 4095, atol=1e-6)
-    bad = read_dicom(
-        write_native(
-            tmp_path / "b.dcm",
-            ramp16,
-            BitsStored=12,
-            HighBit=11,
-            WindowCenter=100,
-            WindowWidth=0,
-        )
-    )
+    bad = read_dicom(write_12bit(tmp_path / "b.dcm", ramp16, WindowCenter=100, WindowWidth=0))
     np.testing.assert_allclose(bad.image, ramp16 / 4095, atol=1e-6)
     assert any("invalid window" in n for n in bad.notes)
 

@@ -293,6 +293,51 @@ def test_one_exit_code_rule_for_every_error(capsys):
         assert "return 2" not in text and 'print(f"error: {exc}"' not in text, script.name
 
 
+def test_writable_folder_problem_names_what_is_in_the_way(tmp_path, monkeypatch):
+    """The one probe behind every output-folder check: a file, a broken link, no permission."""
+    import tempfile
+
+    blocker = tmp_path / "out"
+    blocker.write_text("x")
+    for folder in (blocker, blocker / "sub" / "deep"):
+        problem = paths.writable_folder_problem(folder)
+        assert (problem.kind, problem.blocker) == ("file", blocker)
+        assert problem.reason == f"{blocker} is a file, not a folder"
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere")
+    problem = paths.writable_folder_problem(link / "sub")
+    assert (problem.kind, problem.blocker) == ("broken_symlink", link)
+    with pytest.raises(OutputFolderError, match="broken symlink"):
+        paths.ensure_writable_dir(link)
+    assert paths.writable_folder_problem(tmp_path / "new" / "deep") is None
+    assert (tmp_path / "new" / "deep").is_dir() and not any((tmp_path / "new" / "deep").iterdir())
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    problem = paths.writable_folder_problem(tmp_path / "ro")
+    assert (problem.kind, problem.reason) == ("unwritable", "Read-only file system")
+    with pytest.raises(OutputFolderError, match=r"not writable \(Read-only file system\)"):
+        paths.ensure_writable_dir(tmp_path / "ro")
+
+
+def test_setting_checks_name_the_flag_and_the_bound():
+    """cli.check_choice / cli.check_at_least: the stages' shared ConfigError wording."""
+    from types import SimpleNamespace
+
+    cli.check_choice("split", "val", ("train", "val", "test"))
+    with pytest.raises(ConfigError) as err:
+        cli.check_choice("split", "dev", ("train", "val", "test"))
+    assert str(err.value) == "--split 'dev': expected one of ('train', 'val', 'test')."
+    config = SimpleNamespace(batch_size=4, n_boot=0, limit=None, n_grid=-1)
+    cli.check_at_least(config, 1, "batch_size", "limit")  # None: an unset optional passes
+    with pytest.raises(ConfigError, match=r"^--n-boot must be >= 1\.$"):
+        cli.check_at_least(config, 1, "batch_size", "n_boot")
+    with pytest.raises(ConfigError, match=r"^--n-grid must be >= 0\.$"):
+        cli.check_at_least(config, 0, "n_grid")
+
+
 def test_checkpoint_paths_that_are_not_files_say_what_they_are(tmp_path):
     from pneumocam.checkpoint import load_checkpoint
     from pneumocam.errors import CheckpointError

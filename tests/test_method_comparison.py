@@ -66,13 +66,13 @@ def test_slow_method_runs_on_a_stated_subset(compared):
 
 
 def test_stratified_subset_keeps_positives(compared):
-    from pneumocam.interpret import _Split
     from pneumocam.method_comparison import stratified_subset
     from pneumocam.processed import read_manifest
+    from pneumocam.split_maps import SplitWithBoxes
 
     root = compared[0]
     folder = root / "data" / "Processed"
-    split = _Split.load(folder, "test", read_manifest(folder), None)
+    split = SplitWithBoxes.load(folder, "test", read_manifest(folder), None)
     sub = stratified_subset(split, 3)
     assert len(sub.data) == 3 and sub.pos.sum() == 2  # round(3 * 5 / 10) positives
     assert sub.ids == sorted(sub.ids) and set(sub.ids) <= set(split.ids)

@@ -24,7 +24,7 @@ import argparse
 import dataclasses
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from . import paths
@@ -60,7 +60,33 @@ def config_defaults(config_class: type) -> dict[str, Any]:
             if f.default is not dataclasses.MISSING}
 
 
-def _number(text: str, kind: type) -> float | int:
+def check_choice(flag: str, value: Any, choices: Collection[Any]) -> None:
+    """Refuse a setting outside ``choices``, naming its flag ``--<flag>`` and the choices.
+
+    Raises:
+        ConfigError: ``--<flag> <value!r>: expected one of <choices>.``
+    """
+    if value not in choices:
+        raise ConfigError(f"--{flag} {value!r}: expected one of {choices}.")
+
+
+def check_at_least(config: Any, minimum: int, *fields: str) -> None:
+    """Refuse the first of ``config``'s ``fields`` below ``minimum`` (a None field, an unset
+    optional setting, passes); the flag is the field's name with dashes.
+
+    Raises:
+        ConfigError: ``--<field-name> must be >= <minimum>.``
+    """
+    for name in fields:
+        value = getattr(config, name)
+        if value is not None and value < minimum:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= {minimum}.")
+
+
+def _number(text: str, kind: type, minimum: float, expected: str, *, above: bool = False
+            ) -> float | int:
+    """``text`` as ``kind`` (int, or a finite float) of at least ``minimum`` (strictly above it
+    with ``above``); any other value is argparse's usage error ``expected <expected>, got ...``."""
     try:
         value = kind(text)
     except ValueError:
@@ -68,39 +94,29 @@ def _number(text: str, kind: type) -> float | int:
             f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
     if kind is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if value < minimum or (above and value == minimum):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
 
 
 def positive_int(text: str) -> int:
     """An integer of at least 1 (counts: epochs, batch size, bootstrap resamples)."""
-    value = int(_number(text, int))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer of at least 1, got {text!r}")
-    return value
+    return int(_number(text, int, 1, "an integer of at least 1"))
 
 
 def non_negative_int(text: str) -> int:
     """An integer of at least 0 (seeds, worker counts, figure counts)."""
-    value = int(_number(text, int))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
+    return int(_number(text, int, 0, "a non-negative integer"))
 
 
 def positive_float(text: str) -> float:
     """A finite number above 0 (learning rate)."""
-    value = float(_number(text, float))
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
-    return value
+    return float(_number(text, float, 0, "a finite number above 0", above=True))
 
 
 def non_negative_float(text: str) -> float:
     """A finite number of at least 0 (weight decay)."""
-    value = float(_number(text, float))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a finite number of at least 0, got {text!r}")
-    return value
+    return float(_number(text, float, 0, "a finite number of at least 0"))
 
 
 def run_name(text: str) -> str:

@@ -38,21 +38,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import overlays, paths, rsna
+from . import cli, overlays, paths, rsna
 from .atomic import atomic_path, atomic_write, write_frame_csv
 from .cam import METHODS
 from .compare import train_command
 from .detection import choose_box_threshold, detect_boxes, rsna_image_score, rsna_metric
-from .errors import ConfigError, ProcessedDataError, RunOutputsError
+from .errors import RunOutputsError
 from .localization import BASELINE_LABELS, METRICS, localization_report
 from .metrics import safe_roc_auc, threshold_metrics
-from .predict import LoadedRun, load_run, normalize_images, warn
+from .predict import LoadedRun, load_run, normalize_images
 from .processed import (
     SPLITS,
     DataSource,
-    SplitArrays,
     check_run_data,
-    load_split,
     read_manifest,
     read_stats,
 )
@@ -61,10 +59,11 @@ from .sanity import randomization_sanity_check
 from .selection import CELL_NAMES, GRID_CELLS, confusion_cells, select_examples
 from .split_maps import (
     SplitMaps,
+    SplitWithBoxes,
+    check_measurable_split,
     compute_split_maps,
-    manifest_boxes,
-    positives_with_boxes,
     resolve_data_folder,
+    training_boxes,
 )
 from .submission import find_test_images, write_submission
 
@@ -118,18 +117,10 @@ class InterpretConfig:
 
 
 def _validate(config: InterpretConfig) -> None:
-    if config.method not in METHODS:
-        raise ConfigError(f"--method {config.method!r}: expected one of {METHODS}.")
-    if config.split not in SPLITS:
-        raise ConfigError(f"--split {config.split!r}: expected one of {SPLITS}.")
-    for name in ("n", "n_grid"):
-        if getattr(config, name) < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 0.")
-    for name in ("batch_size", "n_boot", "sanity_images"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1.")
-    if config.limit is not None and config.limit < 1:
-        raise ConfigError("--limit must be >= 1.")
+    cli.check_choice("method", config.method, METHODS)
+    cli.check_choice("split", config.split, SPLITS)
+    cli.check_at_least(config, 0, "n", "n_grid")
+    cli.check_at_least(config, 1, "batch_size", "n_boot", "sanity_images", "limit")
 
 
 def output_paths(run: str, limit: int | None = None) -> dict[str, Path]:
@@ -181,10 +172,10 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
     demo = DataSource.from_json(source).is_demo or run.demo
     manifest = read_manifest(data_dir)
     out = output_paths(run.name, config.limit)
-    train_boxes = _training_boxes(manifest, data_dir)
+    train_boxes = training_boxes(manifest, data_dir)
 
     # Validation first: both thresholds are chosen there; its maps go before the split's come.
-    val = _Split.load(data_dir, "val", manifest, config.limit)
+    val = SplitWithBoxes.load(data_dir, "val", manifest, config.limit)
     val_maps = compute_split_maps(run, val.data.images, config.method, config.batch_size, val.pos)
     box_threshold, val_scores = choose_box_threshold(val_maps.maps, val_maps.probs, val.boxes,
                                                      run.threshold)
@@ -194,10 +185,10 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
         split, maps = val, val_maps
     else:
         del val_maps  # only the positives' raw maps are needed from here on
-        split = val if config.split == "val" else _Split.load(data_dir, config.split, manifest,
-                                                               config.limit)
+        split = val if config.split == "val" else SplitWithBoxes.load(
+            data_dir, config.split, manifest, config.limit)
         maps = _split_maps(run, split, config, out)
-    _check_split(split, config.split, data_dir, run)
+    check_measurable_split(split, config.split, data_dir, run)
 
     report = localization_report(maps.raw, split.pos_boxes, train_boxes, val_maps=val_raw,
                                  val_boxes=val_pos_boxes, n_boot=config.n_boot, seed=config.seed,
@@ -275,47 +266,7 @@ def interpret(config: InterpretConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the stage's steps
 
 
-@dataclass
-class _Split:
-    """A loaded split with its boxes; ``pos`` (bool (N,)) marks the positives that have a box,
-    the images localization is measured on."""
-
-    data: SplitArrays
-    boxes: list[list[list[float]]]
-    pos: np.ndarray
-
-    @classmethod
-    def load(cls, data_dir: Path, split: str, manifest: pd.DataFrame, limit: int | None) -> _Split:
-        data = load_split(data_dir, split, manifest, limit=limit)
-        boxes = manifest_boxes(data.manifest)
-        return cls(data, boxes, positives_with_boxes(data.labels, boxes))
-
-    @property
-    def ids(self) -> list[str]:
-        return self.data.manifest["patientId"].astype(str).tolist()
-
-    @property
-    def pos_idx(self) -> np.ndarray:
-        return np.flatnonzero(self.pos)
-
-    @property
-    def pos_boxes(self) -> list[list[list[float]]]:
-        return [self.boxes[i] for i in self.pos_idx]
-
-
-def _training_boxes(manifest: pd.DataFrame, data_dir: Path) -> list[list[list[float]]]:
-    """The box lists of the positive training images (the localization baselines' prior)."""
-    train = manifest[manifest["split"] == "train"]
-    boxes = manifest_boxes(train)
-    keep = positives_with_boxes(train["label"], boxes)
-    train_boxes = [b for b, k in zip(boxes, keep, strict=True) if k]
-    if not train_boxes:
-        raise ProcessedDataError(f"{data_dir}: no positive training image with a box; the "
-                                 "localization baselines are built from the training boxes.")
-    return train_boxes
-
-
-def _split_maps(run: LoadedRun, split: _Split, config: InterpretConfig,
+def _split_maps(run: LoadedRun, split: SplitWithBoxes, config: InterpretConfig,
                 out: Mapping[str, Path]) -> SplitMaps:
     """The evaluated split's maps; with ``save_maps`` every raw map also goes to disk."""
     if not config.save_maps:
@@ -334,17 +285,6 @@ def _split_maps(run: LoadedRun, split: _Split, config: InterpretConfig,
         {"patientId": split.data.manifest["patientId"].astype(str), "label": split.data.labels,
          "probability": maps.probs}), index=False)
     return maps
-
-
-def _check_split(split: _Split, name: str, data_dir: Path, run: LoadedRun) -> None:
-    """Warn when the arrays' size differs from training; refuse a split with nothing to measure."""
-    if split.data.images.shape[1] != run.size:
-        warn(f"{data_dir} holds {split.data.images.shape[1]} px images but {run.name} was "
-             f"trained on {run.size} px.")
-    if not split.pos.any():
-        raise ProcessedDataError(
-            f"{data_dir}: the {name!r} split has no positive image with a box, so there is "
-            "nothing to measure the maps against. Use a larger split (or drop --limit).")
 
 
 def _submission(run: LoadedRun, config: InterpretConfig, source: Mapping[str, Any],
@@ -369,8 +309,9 @@ def _cell(value: Any, metric: str) -> Any:
     return int(bool(value)) if metric == "pointing_game" else _fmt(value)
 
 
-def _write_localization_csv(path: Path, split: _Split, maps: SplitMaps, threshold: float,
-                            per_image: Sequence[Mapping], preds: Sequence) -> None:
+def _write_localization_csv(path: Path, split: SplitWithBoxes, maps: SplitMaps,
+                            threshold: float, per_image: Sequence[Mapping], preds: Sequence
+                            ) -> None:
     """One row per measured positive (:data:`LOCALIZATION_CSV_COLUMNS`), the baselines' hit,
     mass and IoU on that image beside the map's. ``peak_x``, ``peak_y``: the pointing game's
     peak (:func:`pneumocam.overlays.map_peak` of the map at its own resolution) in array
@@ -390,7 +331,7 @@ def _write_localization_csv(path: Path, split: _Split, maps: SplitMaps, threshol
                                for m in METRICS)])
 
 
-def _draw(run: LoadedRun, split: _Split, maps: SplitMaps, idx: np.ndarray,
+def _draw(run: LoadedRun, split: SplitWithBoxes, maps: SplitMaps, idx: np.ndarray,
           hits: Mapping[int, bool], method: str, out: Mapping[str, Path], n_grid: int,
           demo: bool) -> list[str]:
     """Single-image overlays for ``idx`` and the four confusion-matrix grids (none when

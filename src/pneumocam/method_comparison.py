@@ -47,12 +47,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import overlays, paths
+from . import cli, overlays, paths
 from .atomic import write_frame_csv
 from .cam import METHODS
 from .detection import choose_box_threshold, detect_boxes, rsna_image_score
 from .errors import ConfigError
-from .interpret import _check_split, _Split, _training_boxes
 from .localization import (
     BASELINE_LABELS,
     METRICS,
@@ -73,8 +72,15 @@ from .processed import (
     read_manifest,
     read_stats,
 )
-from .provenance import provenance, to_jsonable, write_json_atomic
-from .split_maps import SplitMaps, compute_split_maps, resolve_data_folder
+from .provenance import cpu_model, provenance, to_jsonable, write_json_atomic
+from .split_maps import (
+    SplitMaps,
+    SplitWithBoxes,
+    check_measurable_split,
+    compute_split_maps,
+    resolve_data_folder,
+    training_boxes,
+)
 
 #: Methods run on a subset of each split when it is larger than ``slow_limit``.
 SLOW_METHODS = ("scorecam",)
@@ -144,15 +150,9 @@ def parse_methods(text: str) -> tuple[str, ...]:
 
 def _validate(config: MethodsConfig) -> None:
     parse_methods(",".join(config.methods))
-    if config.split not in SPLITS:
-        raise ConfigError(f"--split {config.split!r}: expected one of {SPLITS}.")
-    for name in ("batch_size", "n_boot", "slow_limit"):
-        if getattr(config, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1.")
-    if config.limit is not None and config.limit < 1:
-        raise ConfigError("--limit must be >= 1.")
-    if config.n_examples < 0:
-        raise ConfigError("--n-examples must be >= 0.")
+    cli.check_choice("split", config.split, SPLITS)
+    cli.check_at_least(config, 1, "batch_size", "n_boot", "slow_limit", "limit")
+    cli.check_at_least(config, 0, "n_examples")
 
 
 def output_paths(run: str, limit: int | None = None) -> dict[str, Path]:
@@ -168,13 +168,7 @@ def device_name(device: torch.device) -> str:
     """The accelerator's or the CPU's model name, for the maps-per-second column."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"CPU {line.split(':', 1)[1].strip()}, {torch.get_num_threads()} threads"
-    except OSError:
-        pass
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    return f"CPU {cpu_model() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
 # --------------------------------------------------------------------------- one method
@@ -187,7 +181,7 @@ class MethodResult:
     row: dict[str, Any]
     report: dict[str, Any]
     maps: SplitMaps
-    split: _Split
+    split: SplitWithBoxes
 
 
 def _rsna_scores(preds: Sequence, boxes: Sequence) -> np.ndarray:
@@ -196,9 +190,9 @@ def _rsna_scores(preds: Sequence, boxes: Sequence) -> np.ndarray:
                      for p, g in zip(preds, boxes, strict=True)], dtype=np.float64)
 
 
-def rsna_detection(maps: SplitMaps, split: _Split, val_maps: SplitMaps, val: _Split,
-                   run: LoadedRun, train_boxes: Sequence, n_boot: int, seed: int
-                   ) -> dict[str, Any]:
+def rsna_detection(maps: SplitMaps, split: SplitWithBoxes, val_maps: SplitMaps,
+                   val: SplitWithBoxes, run: LoadedRun, train_boxes: Sequence, n_boot: int,
+                   seed: int) -> dict[str, Any]:
     """The RSNA metric of the boxes cut from the maps, its interval and its paired difference
     to the mean-box prior's boxes (one map for every image, box threshold chosen on ``val``
     by the same rule, the same images gated by the same probabilities).
@@ -254,11 +248,12 @@ def _measure_row(method: str, report: Mapping[str, Any], detection: Mapping[str,
     return row
 
 
-def measure_method(run: LoadedRun, method: str, val: _Split, split: _Split,
+def measure_method(run: LoadedRun, method: str, val: SplitWithBoxes, split: SplitWithBoxes,
                    train_boxes: Sequence, config: MethodsConfig) -> MethodResult:
     """One method on ``val`` (thresholds) and ``split`` (measured), timed (see the module
     docstring); the row has every :data:`TABLE_COLUMNS` entry but ``subset``."""
-    _check_split(split, config.split, split_dir(run), run)  # no positive: nothing to measure
+    # no positive with a box: nothing to measure
+    check_measurable_split(split, config.split, split_dir(run), run)
     start = time.perf_counter()
     val_maps = compute_split_maps(run, val.data.images, method, config.batch_size, val.pos)
     maps = compute_split_maps(run, split.data.images, method, config.batch_size, split.pos)
@@ -290,7 +285,7 @@ def split_dir(run: LoadedRun) -> Path:
 # --------------------------------------------------------------------------- all methods
 
 
-def stratified_subset(split: _Split, n: int) -> _Split:
+def stratified_subset(split: SplitWithBoxes, n: int) -> SplitWithBoxes:
     """``n`` images of ``split`` (all when it has no more): the first positives with boxes and
     the first other images, in manifest order, in the split's proportions, with at least one
     positive with a box when the split has one (localization needs it)."""
@@ -301,7 +296,7 @@ def stratified_subset(split: _Split, n: int) -> _Split:
     keep = np.sort(np.concatenate([pos[:n_pos], other[:n - n_pos]]))
     data = SplitArrays(images=split.data.images[keep], labels=split.data.labels[keep],
                        manifest=split.data.manifest.iloc[keep].reset_index(drop=True))
-    return _Split(data, [split.boxes[i] for i in keep], split.pos[keep])
+    return SplitWithBoxes(data, [split.boxes[i] for i in keep], split.pos[keep])
 
 
 def rank_methods(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -331,11 +326,11 @@ def compare_methods(config: MethodsConfig) -> dict[str, Any]:
     source = stats.get("source") if isinstance(stats.get("source"), dict) else run.data_source
     demo = DataSource.from_json(source).is_demo or run.demo
     manifest = read_manifest(data_dir)
-    train_boxes = _training_boxes(manifest, data_dir)
+    train_boxes = training_boxes(manifest, data_dir)
     out = output_paths(run.name, config.limit)
 
-    whole = (_Split.load(data_dir, "val", manifest, config.limit),
-             _Split.load(data_dir, config.split, manifest, config.limit))
+    whole = (SplitWithBoxes.load(data_dir, "val", manifest, config.limit),
+             SplitWithBoxes.load(data_dir, config.split, manifest, config.limit))
     results: dict[str, MethodResult] = {}
     for method in config.methods:
         val, split = whole

@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, OutputFolderError
@@ -137,6 +138,47 @@ def cam_images_dir(run: str) -> Path:
     return images_dir() / "cam" / check_run_name(run)
 
 
+@dataclass(frozen=True)
+class FolderProblem:
+    """Why a folder cannot take output files (:func:`writable_folder_problem`).
+
+    Attributes:
+        kind: ``"file"`` (``blocker`` is a file, not a folder), ``"broken_symlink"``
+            (``blocker`` is a link to nothing) or ``"unwritable"`` (creating the folder, or a
+            file in it, failed).
+        blocker: the path in the way: the folder itself or one of its parents (for
+            ``"unwritable"``: the folder).
+        reason: ``"<blocker> is a file, not a folder"``, ``"<blocker> is a broken symlink"``, or
+            the operating system's words (``"Permission denied"``, ``"Read-only file system"``).
+    """
+
+    kind: str
+    blocker: Path
+    reason: str
+
+
+def writable_folder_problem(folder: str | Path) -> FolderProblem | None:
+    """Create ``folder`` if need be and prove a file can be written in it; None when it can,
+    else what stops it. The one probe behind every stage's output-folder check, each of which
+    words the problem for its own flag (:func:`ensure_writable_dir`, ``predict``'s
+    ``--out-dir``/``--csv``, ``preprocess``'s ``--out-dir``)."""
+    folder = Path(folder)
+    for part in (folder, *folder.parents):
+        if part.is_symlink() and not part.exists():
+            return FolderProblem("broken_symlink", part, f"{part} is a broken symlink")
+        if part.exists():
+            if not part.is_dir():
+                return FolderProblem("file", part, f"{part} is a file, not a folder")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):  # nothing left behind, even on a crash
+            pass
+    except OSError as exc:
+        return FolderProblem("unwritable", folder, str(exc.strerror or exc))
+    return None
+
+
 def ensure_writable_dir(folder: str | Path, what: str = "output folder") -> Path:
     """Create ``folder`` if need be and check that a file can be written in it.
 
@@ -144,24 +186,22 @@ def ensure_writable_dir(folder: str | Path, what: str = "output folder") -> Path
     reported up front rather than after minutes of training.
 
     Raises:
-        OutputFolderError: ``folder`` (or a parent) is a file, or cannot be created or
-            written; the message names the folder and the fix.
+        OutputFolderError: ``folder`` (or a parent) is a file or a broken symlink, or cannot
+            be created or written; the message names the folder and the fix.
     """
     folder = Path(folder)
-    fix = f"Make it writable (chmod u+w) or point the {what} elsewhere."
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
-    if not existing.is_dir():
-        where = "" if existing == folder else f" ({existing} is a file)"
+    problem = writable_folder_problem(folder)
+    if problem is None:
+        return folder
+    if problem.kind == "file":
+        where = "" if problem.blocker == folder else f" ({problem.blocker} is a file)"
         raise OutputFolderError(f"{folder}: the {what} is a file, not a folder{where}. "
                                 "Remove or rename that file, or choose another folder.")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check.", suffix=".tmp"):
-            pass
-    except OSError as exc:
-        raise OutputFolderError(f"{folder}: the {what} is not writable ({exc.strerror or exc}). "
-                                f"{fix}") from exc
-    return folder
+    if problem.kind == "broken_symlink":
+        raise OutputFolderError(f"{folder}: the {what} cannot be made ({problem.reason}). "
+                                "Fix or remove the link, or choose another folder.")
+    raise OutputFolderError(f"{folder}: the {what} is not writable ({problem.reason}). "
+                            f"Make it writable (chmod u+w) or point the {what} elsewhere.")
 
 
 def not_a_file_reason(path: Path) -> str | None:

@@ -26,7 +26,6 @@ time and peak memory in ``metrics/pipeline_timing.json`` (:mod:`pneumocam.stage_
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 from . import paths
 from .errors import ConfigError
 from .processed import DataIdentity, data_identity, run_data_dir, run_data_identity
+from .provenance import read_json_object
 from .seed_comparison import check_seeds, seed_runs
 from .stage_timing import PipelineTimer
 
@@ -99,14 +99,6 @@ def _script(name: str) -> str:
     return str(_SCRIPTS_DIR / name)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 def _shown(value: Any) -> str:
     return "default" if value is None else str(value)
 
@@ -145,7 +137,7 @@ def training_differences(run: str, args: list[str], processed: Path,
     from .model import DEFAULT_ARCH
     from .train import _parse_pos_weight, build_arg_parser, config_from_args
 
-    config = _read_json(paths.run_files(run)["config"])
+    config = read_json_object(paths.run_files(run)["config"])
     if config is None:
         return None
     sampler = "original" if Path(args[0]).name == "train_original.py" else "balanced"
@@ -243,7 +235,7 @@ def interpretation_differences(run: str, requested: dict[str, Any],
 
     path = output_paths(run)["localization_json"]
     best = paths.run_files(run)["best"]
-    report = _read_json(path)
+    report = read_json_object(path)
     if report is None:
         return [f"no readable {path.name}"]
     reasons = []

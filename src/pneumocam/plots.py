@@ -1,4 +1,5 @@
-"""Evaluation figures: training curves, ROC, PR, confusion matrix, reliability, run comparison.
+"""Evaluation figures: training curves, ROC, PR, confusion matrix, reliability, run comparison,
+the positives each sampler puts in a training batch.
 
 Every function builds and returns a :class:`matplotlib.figure.Figure` without touching pyplot's
 global state (no backend switch, nothing left open); :func:`save_figure` writes a PNG with the
@@ -87,6 +88,18 @@ def _isnan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def _unit_square_axes(ax: Any, xlabel: str, ylabel: str, title: str, legend_loc: str) -> None:
+    """The ROC and PR panels' frame: both axes on [0, 1] (a little headroom above 1 so a curve
+    at 1 stays visible), labels, title, a light grid and a small legend at ``legend_loc``."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc=legend_loc, fontsize=8)
+
+
 def plot_training_curves(
     history: pd.DataFrame, run: str, best_epoch: int | None = None, demo: bool = False
 ) -> Figure:
@@ -159,13 +172,8 @@ def plot_roc(
             ax.plot(pts[0], pts[1], ls="--", marker="s", color="darkorange",
                     label=f"view position only (AP=1), AUC {_fmt_ci(view_auc)}")
     ax.plot([0, 1], [0, 1], color="gray", ls=":", lw=1, label="chance, AUC 0.5")
-    ax.set_xlabel("1 - specificity (false positive rate)")
-    ax.set_ylabel("sensitivity (true positive rate)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_title(f"{run}: ROC (test)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    _unit_square_axes(ax, "1 - specificity (false positive rate)",
+                      "sensitivity (true positive rate)", f"{run}: ROC (test)", "lower right")
     return fig
 
 
@@ -183,13 +191,8 @@ def plot_pr(
     if not math.isnan(prevalence):
         ax.axhline(prevalence, color="gray", ls=":",
                    label=f"prevalence only, AP {prevalence:.3f}")
-    ax.set_xlabel("recall (sensitivity)")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
-    ax.set_title(f"{run}: precision-recall (test)")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    _unit_square_axes(ax, "recall (sensitivity)", "precision",
+                      f"{run}: precision-recall (test)", "upper right")
     return fig
 
 
@@ -312,4 +315,27 @@ def plot_comparison(
     ax_roc.set_title("ROC curves (test)")
     ax_roc.grid(alpha=0.3)
     ax_roc.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def plot_sampler_batches(draws: pd.DataFrame, batch: int, positive_share: float,
+                         demo: bool = False) -> Figure:
+    """Positives per training batch under each sampler, beside the data's share and one half.
+
+    Args:
+        draws: :func:`pneumocam.data.sampler_preview` output: indexed by ``batch`` (1, 2, ...),
+            int columns ``"original positive"`` and ``"balanced positive"`` (others ignored).
+        batch: images per batch (the run's effective batch size), > 0.
+        positive_share: fraction of positives among the training labels, in [0, 1].
+    """
+    fig = new_figure((7.0, 3.2), demo=demo)
+    ax = fig.subplots()
+    ax.bar(draws.index - 0.2, draws["original positive"], width=0.4, label="original (shuffled)")
+    ax.bar(draws.index + 0.2, draws["balanced positive"], width=0.4, label="balanced (weighted)")
+    ax.axhline(batch * positive_share, color="gray", ls=":", label="training share")
+    ax.axhline(batch / 2, color="gray", ls="--", label="half the batch")
+    ax.set(xticks=draws.index, xlabel="batch of epoch 1", ylabel=f"positives of {batch}",
+           title="Positives per training batch, by sampler")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

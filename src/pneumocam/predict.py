@@ -21,7 +21,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import overlays, paths
+from . import cli, overlays, paths
 from .atomic import atomic_write
 from .checkpoint import load_model_state, require_finite
 from .data import prepare_batch
@@ -374,28 +373,22 @@ def overlay_names(files: list[Path]) -> list[str]:
 
 
 def _probe_folder(folder: Path, flag: str) -> None:
-    """Create ``folder`` if need be and prove a file can be written in it.
+    """Create ``folder`` if need be and prove a file can be written in it
+    (:func:`pneumocam.paths.writable_folder_problem`).
 
     Raises:
-        ConfigError: naming ``flag``, the folder and the fix, when it is a file, cannot be
-            created, or is not writable (permissions, read-only file system).
+        ConfigError: naming ``flag``, the folder and the fix, when it (or a parent) is a file or
+            a broken symlink, cannot be created, or is not writable (permissions, read-only
+            file system).
     """
-    for part in (folder, *folder.parents):
-        if part.is_symlink() and not part.exists():
-            raise ConfigError(f"{flag} {folder}: {part} is a broken symlink; choose another path "
-                              "or fix the link.")
-        if part.exists():
-            if not part.is_dir():
-                raise ConfigError(f"{flag} {folder}: {part} is a file, not a folder; choose "
-                                  "another path or move the file away.")
-            break
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise ConfigError(f"{flag} {folder}: cannot write there ({exc.strerror or exc}); choose a "
-                          "writable folder or fix its permissions.") from exc
+    problem = paths.writable_folder_problem(folder)
+    if problem is None:
+        return
+    if problem.kind == "unwritable":
+        raise ConfigError(f"{flag} {folder}: cannot write there ({problem.reason}); choose a "
+                          "writable folder or fix its permissions.")
+    fix = "fix the link" if problem.kind == "broken_symlink" else "move the file away"
+    raise ConfigError(f"{flag} {folder}: {problem.reason}; choose another path or {fix}.")
 
 
 def check_outputs(out_dir: Path, csv_path: Path | None) -> None:
@@ -439,8 +432,7 @@ def predict(config: PredictConfig, out: TextIO | None = None, err: TextIO | None
 
     out = out or sys.stdout
     err = err or sys.stderr
-    if config.method not in METHODS:
-        raise ConfigError(f"--method {config.method!r}: expected one of {METHODS}.")
+    cli.check_choice("method", config.method, METHODS)
     step = int(config.batch_size)
     if step < 1:
         raise ConfigError(f"--batch-size {config.batch_size}: must be at least 1.")

@@ -63,7 +63,6 @@ import json
 import multiprocessing
 import os
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -459,17 +458,14 @@ def check_out_dir(out_dir: Path) -> None:
         ConfigError: the folder (or its parent) is not writable, or is a file.
         DataSourceError: a non-empty folder without preprocessing's marker files.
     """
-    if out_dir.exists() and not out_dir.is_dir():
+    problem = paths.writable_folder_problem(out_dir)
+    if problem is not None and problem.kind == "file" and problem.blocker == out_dir:
         raise ConfigError(f"--out-dir {out_dir} is a file, not a folder; choose a folder.")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
-    except OSError as exc:
+    if problem is not None:  # a parent in the way, or no permission to write
         raise ConfigError(
-            f"--out-dir {out_dir} is not writable ({exc.strerror or exc}); fix its permissions "
+            f"--out-dir {out_dir} is not writable ({problem.reason}); fix its permissions "
             f"or choose a folder you can write to."
-        ) from exc
+        )
     if any((out_dir / name).is_file() for name in (STATS_NAME, CONFIG_NAME)):
         return
     entries = sorted(e.name + ("/" if e.is_dir() else "") for e in os.scandir(out_dir)

@@ -1,4 +1,8 @@
-"""What produced a result: library versions, git commit, host; saved beside every output."""
+"""What produced a result: library versions, git commit, host; saved beside every output.
+
+Also the JSON files' one writer (:func:`write_json_atomic`) and tolerant readers
+(:func:`read_json_object`, :func:`json_get`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -105,6 +110,27 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist"):
         return obj.tolist()
     return obj
+
+
+def read_json_object(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object at ``path``, or None when it is missing, unreadable (any OS error, bytes
+    that are not UTF-8, not JSON) or not an object: what a reader that can do without the file
+    (a report, the pipeline's "is this stage done" check) needs."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def json_get(doc: Any, *keys: str) -> Any:
+    """``doc[k1][k2]...`` through nested mappings (a JSON document read back), or None as soon
+    as a level is missing or is not a mapping."""
+    for key in keys:
+        if not isinstance(doc, Mapping):
+            return None
+        doc = doc.get(key)
+    return doc
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:

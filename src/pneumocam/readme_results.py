@@ -20,7 +20,6 @@ nothing.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ from .errors import ConfigError, PneumocamError
 from .localization import BASELINE_LABELS, METRIC_LABELS, METRICS, VERDICTS, verdict
 from .metrics import Estimate
 from .processed import DataSource
+from .provenance import json_get, read_json_object
 
 START_MARKER = "<!-- results:start -->"
 END_MARKER = "<!-- results:end -->"
@@ -55,15 +55,6 @@ class ReadmeMarkersError(PneumocamError):
 
 
 # --------------------------------------------------------------------------- reading
-
-
-def read_json_object(path: Path) -> dict[str, Any] | None:
-    """The JSON object at ``path``, or None when it is missing or unreadable."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def find_runs(metrics_dir: Path) -> list[str]:
@@ -117,14 +108,6 @@ def _p(entry: Mapping[str, Any] | None) -> str:
     return _DASH if math.isnan(p) else f"{p:.3g}"
 
 
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, Mapping):
-            return None
-        d = d.get(k)
-    return d
-
-
 # --------------------------------------------------------------------------- rendering
 
 
@@ -135,7 +118,7 @@ def _stamp(evals: Mapping[str, dict], configs: Mapping[str, dict | None]) -> lis
     demo = any(s.is_demo or bool(evals[r].get("synthetic_demo")) for r, s in sources.items())
     kinds = sorted({s.kind for s in sources.values()})
     first = next(iter(evals.values()))
-    test = _get(first, "counts", "test") or {}
+    test = json_get(first, "counts", "test") or {}
     if demo:
         lines.append("**Synthetic demo data: these numbers say nothing about pneumonia**; they "
                      "show what the outputs look like.")
@@ -152,7 +135,7 @@ def _stamp(evals: Mapping[str, dict], configs: Mapping[str, dict | None]) -> lis
         host = prov.get("host") or {}
         commit = (git.get("commit") or "unknown")[:10] + (" (uncommitted changes)"
                                                          if git.get("dirty") else "")
-        device = _get(config, "arguments", "device") or "?"
+        device = json_get(config, "arguments", "device") or "?"
         gpu = host.get("gpu") or host.get("device_name")
         where = f"{host.get('platform', '?')}, {host.get('cpu_count', '?')} CPUs"
         if host.get("cpu_model"):
@@ -177,15 +160,15 @@ def classification_rows(runs: Sequence[str], evals: Mapping[str, dict],
         ["ROC AUC (95% bootstrap CI)", *per_run(lambda e: _est(e.get("roc_auc")))],
         ["average precision (95% CI)", *per_run(lambda e: _est(e.get("average_precision")))],
         ["AUC within AP / within PA", *per_run(
-            lambda e: f"{_f(_get(e, 'by_view', 'AP', 'roc_auc', 'value'))} / "
-                      f"{_f(_get(e, 'by_view', 'PA', 'roc_auc', 'value'))}")],
+            lambda e: f"{_f(json_get(e, 'by_view', 'AP', 'roc_auc', 'value'))} / "
+                      f"{_f(json_get(e, 'by_view', 'PA', 'roc_auc', 'value'))}")],
         ["view position alone (the shortcut to beat)", *per_run(
-            lambda e: _f(_get(e, "baselines", "view_position", "roc_auc")))],
+            lambda e: _f(json_get(e, "baselines", "view_position", "roc_auc")))],
         ["operating threshold (chosen on validation)", *per_run(
             lambda e: _f(e.get("operating_threshold"), 2))],
         ["sensitivity / specificity at it", *per_run(
-            lambda e: f"{_f(_get(e, 'at_operating_threshold', 'sensitivity', 'value'))} / "
-                      f"{_f(_get(e, 'at_operating_threshold', 'specificity', 'value'))}")],
+            lambda e: f"{_f(json_get(e, 'at_operating_threshold', 'sensitivity', 'value'))} / "
+                      f"{_f(json_get(e, 'at_operating_threshold', 'specificity', 'value'))}")],
     ]
     if comparison is not None and ref:
         for metric, label in (("roc_auc", "AUC"), ("average_precision", "AP")):
@@ -200,7 +183,7 @@ def localization_rows(runs: Sequence[str], locs: Mapping[str, dict | None]) -> l
         return [fn(locs[r]) if locs.get(r) else _DASH for r in runs]
 
     def paired(rep: dict, key: str, m: str) -> str:
-        entry = _get(rep, "paired", key, m)
+        entry = json_get(rep, "paired", key, m)
         if not entry:
             return _DASH
         text = _diff(entry)
@@ -214,17 +197,17 @@ def localization_rows(runs: Sequence[str], locs: Mapping[str, dict | None]) -> l
         rows.append([label, *per_run(lambda rep, m=m: _est(rep.get(m)))])
         rows.append([f"{METRIC_LABELS[m]}: fixed point / mean-box prior / uniform random",
                      *per_run(lambda rep, m=m: " / ".join(
-                         _f(_get(rep, "baselines", k, m, "value")) for k in BASELINE_LABELS))])
+                         _f(json_get(rep, "baselines", k, m, "value")) for k in BASELINE_LABELS))])
         for key, label in BASELINE_LABELS.items():
             if key == "fixed_point" and m == "iou":
                 continue  # a single point has no extent: its IoU is ~0 by construction
             rows.append([f"paired {METRIC_LABELS[m]}, map - {label}",
                          *per_run(lambda rep, key=key, m=m: paired(rep, key, m))])
     rows.append(["randomised-weights sanity check, mean abs. Spearman", *per_run(
-        lambda rep: f"{_f(_get(rep, 'sanity_check', 'mean_abs_rho'), 2)} "
-                    f"({'passed' if _get(rep, 'sanity_check', 'passed') else 'FAILED'})")])
+        lambda rep: f"{_f(json_get(rep, 'sanity_check', 'mean_abs_rho'), 2)} "
+                    f"({'passed' if json_get(rep, 'sanity_check', 'passed') else 'FAILED'})")])
     rows.append(["RSNA challenge metric of the weakly supervised boxes", *per_run(
-        lambda rep: _f(_get(rep, "detection", "rsna_metric")))])
+        lambda rep: _f(json_get(rep, "detection", "rsna_metric")))])
     return rows
 
 

@@ -33,7 +33,7 @@ import pandas as pd
 from . import paths
 from .errors import PneumocamError, ProcessedDataError
 from .processed import read_manifest
-from .readme_results import read_json_object
+from .provenance import read_json_object
 from .thumbnails import encode_jpeg, feature_peaks, map_levels, render_overlays
 
 THUMB_SIZE = 160  #: gallery thumbnails, px (square)

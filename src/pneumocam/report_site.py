@@ -38,12 +38,8 @@ from . import paths
 from .errors import PneumocamError
 from .localization_comparison import run_pairs, summarize_comparison
 from .processed import DataSource
-from .readme_results import (
-    RUN_ORDER,
-    classification_rows,
-    localization_rows,
-    read_json_object,
-)
+from .provenance import json_get, read_json_object
+from .readme_results import RUN_ORDER, classification_rows, localization_rows
 from .report_gallery import (
     Interpretation,
     find_interpretations,
@@ -136,14 +132,6 @@ def _est(e: Any) -> str:
     return f"{_f(e.get('value'))} ({_f(ci[0])}–{_f(ci[1])})" if ci[0] is not None else _f(e.get("value"))
 
 
-def _get(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, Mapping):
-            return None
-        d = d.get(k)
-    return d
-
-
 def _rel(path: Path, root: Path) -> str:
     try:
         return path.resolve().relative_to(root.resolve()).as_posix()
@@ -223,7 +211,7 @@ def load_study(root: Path | None = None) -> Study:
 
 
 def _train_command(run: str, config: Mapping | None) -> str:
-    sampler = _get(config, "settings", "sampler") or ("balanced" if run == "balanced" else "original")
+    sampler = json_get(config, "settings", "sampler") or ("balanced" if run == "balanced" else "original")
     script = "train_balanced.py" if sampler == "balanced" else "train_original.py"
     return f"python scripts/{script}" + ("" if run in ("original", "balanced") else f" --run-name {run}")
 
@@ -309,10 +297,10 @@ def _eval_rows(e: Mapping) -> list[list[str]]:
     at = e.get("at_operating_threshold") or {}
     cm = at.get("confusion_matrix") or {}
     rows = [
-        ["ROC AUC", _est(e.get("roc_auc")), f"view position alone {_f(_get(e, 'baselines', 'view_position', 'roc_auc'))}; chance 0.5"],
-        ["average precision", _est(e.get("average_precision")), f"prevalence alone {_f(_get(e, 'baselines', 'prevalence_only', 'average_precision'))}"],
-        ["model minus view-position AUC (same images)", _est(_get(e, "view_position_baseline", "model_minus_view_auc")), "above 0: beats the shortcut"],
-        ["ROC AUC within AP / within PA", f"{_est(_get(e, 'by_view', 'AP', 'roc_auc'))} / {_est(_get(e, 'by_view', 'PA', 'roc_auc'))}", "the view cannot help within a view"],
+        ["ROC AUC", _est(e.get("roc_auc")), f"view position alone {_f(json_get(e, 'baselines', 'view_position', 'roc_auc'))}; chance 0.5"],
+        ["average precision", _est(e.get("average_precision")), f"prevalence alone {_f(json_get(e, 'baselines', 'prevalence_only', 'average_precision'))}"],
+        ["model minus view-position AUC (same images)", _est(json_get(e, "view_position_baseline", "model_minus_view_auc")), "above 0: beats the shortcut"],
+        ["ROC AUC within AP / within PA", f"{_est(json_get(e, 'by_view', 'AP', 'roc_auc'))} / {_est(json_get(e, 'by_view', 'PA', 'roc_auc'))}", "the view cannot help within a view"],
         ["operating threshold (Youden's J on validation)", _f(e.get("operating_threshold"), 4), ""],
     ]
     for k in ("accuracy", "sensitivity", "specificity", "precision", "f1"):
@@ -332,14 +320,14 @@ def _run_section(study: Study, run: str) -> str:
         out.append(todo(f"No weights/{run}/config.json: train it with", _train_command(run, None)))
     else:
         out.append(f"<p>Trained {esc(prov.get('created_utc', '(time unknown)'))}, commit "
-                   f"<code>{esc(str(_get(prov, 'git', 'commit') or 'unknown')[:10])}</code>.</p>")
+                   f"<code>{esc(str(json_get(prov, 'git', 'commit') or 'unknown')[:10])}</code>.</p>")
         out.append("<details><summary>Settings</summary>"
                    + table(["setting", "value"], _settings_rows(config)) + "</details>")
     if e is None:
         out.append(todo("Not evaluated yet (no metrics/" + run + "_eval.json): rerun its training,",
                         _train_command(run, config)))
     else:
-        n = _get(e, "counts", "test") or {}
+        n = json_get(e, "counts", "test") or {}
         out.append(f"<p>Test split: {esc(n.get('n', '–'))} images, {esc(n.get('n_pos', '–'))} "
                    "positive; 95% bootstrap intervals in brackets.</p>")
         out.append(table(["test metric", "value (95% CI)", "baseline / reading"], _eval_rows(e)))

@@ -8,7 +8,9 @@ measures (the positives with boxes), and optionally all raw maps stream to a mem
 The interpretation stage (:mod:`pneumocam.interpret`), the cascading sanity check
 (:mod:`pneumocam.sanity`) and the side-by-side comparison (:mod:`pneumocam.localization_comparison`)
 all read a run's data through :func:`resolve_data_folder`, :func:`manifest_boxes` and
-:func:`positives_with_boxes`.
+:func:`positives_with_boxes`; the interpretation stage and the method comparison
+(:mod:`pneumocam.method_comparison`) hold each split as a :class:`SplitWithBoxes`, check it
+with :func:`check_measurable_split` and build their baselines from :func:`training_boxes`.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import torch
 
 from . import paths
 from .cam import compute_cams
+from .errors import ProcessedDataError
 from .predict import LoadedRun, normalize_images, warn
-from .processed import run_data_dir
+from .processed import SplitArrays, load_split, run_data_dir
 from .train import exact_fp32
 
 
@@ -121,3 +124,88 @@ def resolve_data_folder(data_dir: str | Path | None, run: LoadedRun) -> Path:
         warn(f"{trained} (the folder {run.name} was trained on, from its config.json) holds no "
              f"processed data; reading {paths.processed_dir()} instead.")
     return paths.processed_dir()
+
+
+# --------------------------------------------------------------------------- a split and its boxes
+
+@dataclass
+class SplitWithBoxes:
+    """A loaded split with its boxes, the unit the interpretation and the method comparison
+    measure.
+
+    Attributes:
+        data: the split's uint8 images (N, H, W), 0/1 labels (N,) and manifest rows.
+        boxes: per image, its boxes ``[[x, y, w, h], ...]`` as floats in array pixels
+            ([] for none).
+        pos: bool (N,): the positives that have at least one box, the images localization is
+            measured on.
+    """
+
+    data: SplitArrays
+    boxes: list[list[list[float]]]
+    pos: np.ndarray
+
+    @classmethod
+    def load(cls, data_dir: Path, split: str, manifest: pd.DataFrame, limit: int | None
+             ) -> SplitWithBoxes:
+        """``split`` of ``data_dir`` (the first ``limit`` images, None: all), with its boxes.
+
+        Raises:
+            ProcessedDataError: unknown or empty split, a missing array
+                (:func:`pneumocam.processed.load_split`).
+        """
+        data = load_split(data_dir, split, manifest, limit=limit)
+        boxes = manifest_boxes(data.manifest)
+        return cls(data, boxes, positives_with_boxes(data.labels, boxes))
+
+    @property
+    def ids(self) -> list[str]:
+        """The N patient ids, in the split's order."""
+        return self.data.manifest["patientId"].astype(str).tolist()
+
+    @property
+    def pos_idx(self) -> np.ndarray:
+        """int (K,): the rows of :attr:`pos`, ascending."""
+        return np.flatnonzero(self.pos)
+
+    @property
+    def pos_boxes(self) -> list[list[list[float]]]:
+        """The K measured positives' box lists, in :attr:`pos_idx` order."""
+        return [self.boxes[i] for i in self.pos_idx]
+
+
+def training_boxes(manifest: pd.DataFrame, data_dir: Path) -> list[list[list[float]]]:
+    """The box lists (``[[x, y, w, h], ...]`` floats, array pixels) of the positive training
+    images that have a box: the prior of the localization baselines.
+
+    Raises:
+        ProcessedDataError: no positive training image has a box (names ``data_dir``).
+    """
+    train = manifest[manifest["split"] == "train"]
+    boxes = manifest_boxes(train)
+    keep = positives_with_boxes(train["label"], boxes)
+    train_boxes = [b for b, k in zip(boxes, keep, strict=True) if k]
+    if not train_boxes:
+        raise ProcessedDataError(f"{data_dir}: no positive training image with a box; the "
+                                 "localization baselines are built from the training boxes.")
+    return train_boxes
+
+
+def check_measurable_split(split: SplitWithBoxes, name: str, data_dir: Path, run: LoadedRun
+                           ) -> None:
+    """Warn when the arrays' size differs from the run's training size; refuse a split with
+    nothing to measure.
+
+    Args:
+        name: the split's name (``"val"``, ``"test"``), for the message.
+
+    Raises:
+        ProcessedDataError: no positive image of ``split`` has a box.
+    """
+    if split.data.images.shape[1] != run.size:
+        warn(f"{data_dir} holds {split.data.images.shape[1]} px images but {run.name} was "
+             f"trained on {run.size} px.")
+    if not split.pos.any():
+        raise ProcessedDataError(
+            f"{data_dir}: the {name!r} split has no positive image with a box, so there is "
+            "nothing to measure the maps against. Use a larger split (or drop --limit).")
