@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -125,6 +126,10 @@ def test_pipeline_trains_interprets_and_compares_every_seed(tmp_path: Path) -> N
     assert (root / "images" / "comparison_seeds.png").is_file()
     doc = json.loads((root / "metrics" / "comparison_seeds.json").read_text())
     assert doc["conclusions"][0] in done.stdout and "spread between seeds" in doc["conclusions"][0]
+    page = (root / "images" / "index.html").read_text()  # the report shows the seed comparison
+    assert "Over training seeds 0, 1" in page and 'src="comparison_seeds.png"' in page
+    assert all(html.escape(line) in page for line in doc["conclusions"])
+    assert "No metrics/comparison.csv" not in page and "metrics/comparison_seeds.json" in page
     stages = [s["stage"] for s in json.loads(
         (root / "metrics" / "pipeline_timing.json").read_text())["stages"]]
     assert "train balanced-s1" in stages and stages[-2:] == ["compare seeds", "report"]

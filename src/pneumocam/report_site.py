@@ -1,7 +1,7 @@
 """The study's offline report: ``images/index.html`` and the CAM gallery ``images/report/``.
 
 :func:`write_site` rebuilds both from the files on disk and nothing else: ``metrics/`` (each
-run's ``_eval.json``, ``comparison.{json,csv}``, ``_localization.{json,csv}``, ``_methods.csv``,
+run's ``_eval.json``, ``comparison{,_seeds}.{json,csv}``, ``_localization.{json,csv}``, ``_methods.csv``,
 the saved maps), ``weights/*/config.json`` (every run, whatever its name) and
 ``data/Processed/{stats.json,manifest.csv}``. A file that is missing gives a line naming the
 command that makes it.
@@ -47,6 +47,7 @@ from .report_gallery import (
     patient_key,
     write_gallery_assets,
 )
+from .seed_comparison import METRIC_LABELS as SEED_METRIC_LABELS
 from .selection import CELL_NAMES, GRID_CELLS
 from .thumbnails import encode_jpeg, render_overlays
 
@@ -363,15 +364,62 @@ def _comparison_section(study: Study) -> str:
                "differences say whether a difference is a finding (its interval excludes 0).</p>")
     out.append(table(["test split", *evaluated], classification_rows(evaluated, evals, comparison)))
     frame = _read_csv(study.metrics / "comparison.csv")
+    seeds = read_json_object(study.metrics / "comparison_seeds.json")
     if frame is not None:
         out.append("<details><summary>metrics/comparison.csv</summary>" + frame_table(frame) + "</details>")
-    else:
+    elif seeds is None:
         out.append(todo("No metrics/comparison.csv:", "python scripts/compare.py"))
     if (study.images / "comparison.png").is_file():
         out.append("<div class=\"figs wide\">" + figure(
             "comparison.png", "ROC curves and metrics of the runs side by side",
             "the runs side by side (images/comparison.png)") + "</div>")
+    if seeds is not None:
+        out.append(_seeds_subsection(study, seeds))
     return "".join(out) + "</section>"
+
+
+def _seeds_subsection(study: Study, seeds: Mapping[str, Any]) -> str:
+    """The multi-seed comparison (``metrics/comparison_seeds.json``, written by
+    ``scripts/compare.py --seeds``): per metric each seed's paired difference, the mean with its
+    two-source interval and the spread between seeds, the package's conclusions, the figure."""
+    rows = [r for r in seeds.get("rows") or [] if isinstance(r, Mapping)]
+    config = seeds.get("config") or {}
+    seed_list = [int(s) for s in config.get("seeds") or [] if isinstance(s, int)]
+    out = [f"<h3>Over training seeds {esc(', '.join(map(str, seed_list)))}</h3>"
+           "<p class=\"lead\">Each run trained once per seed on the same data, compared on the "
+           "same test images. The 95% interval of the mean difference carries both sources of "
+           "variation, the seeds and the test images (" + esc(seeds.get("interval_method", "")) +
+           "). The effect counts as larger than the spread between seeds when |mean difference| "
+           "exceeds the larger standard deviation over seeds of the two runs.</p>"]
+    pairs = list(dict.fromkeys(f"{r.get('run')} - {r.get('reference')}" for r in rows))
+    header = ["metric", *(["difference"] if len(pairs) > 1 else []),
+              *[f"seed {s}" for s in seed_list], "mean", "95% interval", "seed spread (sd)",
+              "effect > spread"]
+    body = []
+    for r in rows:
+        verdict = r.get("effect_exceeds_spread")
+        body.append([
+            SEED_METRIC_LABELS.get(r.get("metric"), r.get("metric")),
+            *([f"{r.get('run')} - {r.get('reference')}"] if len(pairs) > 1 else []),
+            *[_f(r.get(f"diff_s{s}")) for s in seed_list],
+            _f(r.get("diff_mean")), f"[{_f(r.get('ci95_lo'))}, {_f(r.get('ci95_hi'))}]",
+            _f(r.get("seed_spread")), "–" if verdict is None else ("yes" if verdict else "no")])
+    out.append(table(header, body, f"paired differences {', '.join(pairs)} per seed, their mean "
+                     "and its 95% interval from both sources (metrics/comparison_seeds.csv)"))
+    conclusions = [str(line) for line in seeds.get("conclusions") or [] if str(line).strip()]
+    if conclusions:
+        out.append("<h3>Conclusions the package computes over seeds</h3><ul class=\"conclusions\">"
+                   + "".join(f"<li>{esc(line)}</li>" for line in conclusions) + "</ul>")
+    if (study.images / "comparison_seeds.png").is_file():
+        out.append("<div class=\"figs full\">" + figure(
+            "comparison_seeds.png", "Each metric per training seed for both runs, joined per "
+            "seed, and below each seed's difference with the mean and its interval",
+            "one point per seed (images/comparison_seeds.png)") + "</div>")
+    frame = _read_csv(study.metrics / "comparison_seeds.csv")
+    if frame is not None:
+        out.append("<details><summary>metrics/comparison_seeds.csv</summary>"
+                   + frame_table(frame) + "</details>")
+    return "".join(out)
 
 
 def _interpretability_section(study: Study) -> str:
@@ -445,7 +493,8 @@ def _provenance_section(study: Study) -> str:
         files.append((f"weights/{r}/config.json", study.configs.get(r)))
         files.append((f"metrics/{r}_eval.json", study.evals.get(r)))
         files.append((f"metrics/{r}_localization.json", study.locs.get(r)))
-    files.append(("metrics/comparison.json", read_json_object(study.metrics / "comparison.json")))
+    for name in ("comparison.json", "comparison_seeds.json"):
+        files.append((f"metrics/{name}", read_json_object(study.metrics / name)))
     rows, versions = [], {}
     for name, data in files:
         if data is None:
