@@ -182,6 +182,18 @@ def test_old_eval_json_falls_back_to_the_runs_config(root):
         compare_runs(n_boot=20)
 
 
+def test_an_unreadable_config_falls_back_to_the_eval_json(root):
+    """A config.json that is not UTF-8 (a damaged copy) is read as absent, not a crash."""
+    base = _base()
+    _write_run("original", base.assign(prob=_probs(base, 1.0, 1)))
+    _write_run("balanced", base.assign(prob=_probs(base, 1.0, 2)))
+    config = paths.run_files("balanced")["config"]
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_bytes(b"\xff\xfe{not json")
+    table = compare_runs(n_boot=20)
+    assert set(table["run"]) == {"original", "balanced"}
+
+
 def test_fewer_than_two_runs_names_the_missing_file_and_script(root):
     base = _base(60)
     _write_run("original", base.assign(prob=_probs(base, 1.0, 1)))

@@ -25,7 +25,7 @@ from .atomic import write_frame_csv
 from .errors import ConfigError, DataSourceError, RunOutputsError
 from .evaluation import best_epoch, nan_to_none, read_history
 from .processed import DataIdentity, DataSource, run_data_identity
-from .provenance import provenance, write_json_atomic
+from .provenance import provenance, read_json_object, write_json_atomic
 
 DEFAULT_RUNS = ("original", "balanced", "posweight")
 REFERENCE_RUN = "original"
@@ -136,11 +136,8 @@ def run_identity(d: EvaluatedRun) -> DataIdentity:
     (older runs) its ``config.json``'s, else the eval JSON's data source (kind, labels hash)."""
     if isinstance(d.eval.get("data_identity"), dict):
         return DataIdentity.from_dict(d.eval["data_identity"])
-    try:
-        config = json.loads(paths.run_files(d.name)["config"].read_text())
-    except (OSError, json.JSONDecodeError):
-        config = {}
-    identity = run_data_identity(config) if isinstance(config, dict) else DataIdentity()
+    config = read_json_object(paths.run_files(d.name)["config"]) or {}
+    identity = run_data_identity(config)
     return identity if identity.known else DataIdentity.from_dict(d.eval.get("data_source"))
 
 

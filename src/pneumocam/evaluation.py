@@ -10,7 +10,6 @@ Outputs: ``metrics/<run>_eval.json`` and ``images/<run>/{curves,roc,pr,confusion
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from . import metrics as M
 from . import paths, plots
 from .errors import DataSourceError, RunOutputsError
 from .processed import SOURCE_KINDS, DataIdentity, DataSource, run_data_identity
-from .provenance import provenance, write_json_atomic
+from .provenance import provenance, read_json_object, write_json_atomic
 
 OPERATING_METHOD = "youden_j_on_validation"
 LUNG_OPACITY = "Lung Opacity"
@@ -329,11 +328,10 @@ def check_run_identity(run: str, identity: DataIdentity) -> None:
         DataSourceError: naming both and the fix.
     """
     path = paths.run_files(run)["config"]
-    try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    config = read_json_object(path)
+    if config is None:
         return
-    trained = run_data_identity(config if isinstance(config, Mapping) else {})
+    trained = run_data_identity(config)
     diffs = trained.differences(identity)
     if diffs:
         raise DataSourceError(
