@@ -192,7 +192,10 @@ def test_ctrl_c_during_training_exits_130_without_traceback_or_partial_rows(root
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / "train_balanced.py"), "--epochs", "200",
          "--batch-size", "16", "--no-progress", "--n-boot", "20"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C in a terminal: SIGINT handled, even when this test runs as a background job
+        # (whose children inherit SIGINT ignored, and Python then installs no handler)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:  # wait until an epoch has finished and the next one runs
             if "[train] epoch 2/" in line:
