@@ -39,14 +39,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_timing import median_seconds
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 
@@ -90,24 +88,6 @@ def parse_args() -> BenchConfig:
         repeats=a.repeats or (5 if on_cuda else 2), n_corr=a.n_corr, weights=a.weights,
         seed=a.seed, json=a.json,
     )
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn: Callable[[], object], warmup: Callable[[], object], repeats: int, device) -> float:
-    """Median seconds of ``repeats`` calls of ``fn`` after one call of ``warmup``."""
-    warmup()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def library_gradcam(model: torch.nn.Module, images: torch.Tensor, batch_size: int) -> np.ndarray:
@@ -156,7 +136,7 @@ def main() -> None:
     n = cfg.n_images
 
     rows = []
-    t_lib = timed(lambda: library_gradcam(model, images, cfg.batch_size),
+    t_lib = median_seconds(lambda: library_gradcam(model, images, cfg.batch_size),
                   lambda: library_gradcam(model, first, cfg.batch_size), cfg.repeats, device)
     corr_imgs = images[: cfg.n_corr]
     lib_maps = library_gradcam(model, corr_imgs, cfg.batch_size)
@@ -169,7 +149,7 @@ def main() -> None:
                          ("none", "  7x7 maps to host, upsampled on demand")):
         def run(x, place=place):
             return compute_cams(model, x, "cam", cfg.batch_size, upsample=place)
-        t_cam = timed(lambda run=run: run(images), lambda run=run: run(first), cfg.repeats, device)
+        t_cam = median_seconds(lambda run=run: run(images), lambda run=run: run(first), cfg.repeats, device)
         # the same maps whichever side upsamples ("none": as CamResult.full_size makes them)
         maps = run(corr_imgs)
         raw = maps.full_size(tuple(corr_imgs.shape[-2:]))[0] if place == "none" else maps.raw
@@ -181,7 +161,7 @@ def main() -> None:
     if device.type == "cuda":
         on_dev = images.to(device)
         bs = cfg.device_batch_size
-        t_dev = timed(lambda: compute_cams(model, on_dev, "cam", bs, keep_on_device=True),
+        t_dev = median_seconds(lambda: compute_cams(model, on_dev, "cam", bs, keep_on_device=True),
                       lambda: compute_cams(model, on_dev[:bs], "cam", bs, keep_on_device=True),
                       cfg.repeats, device)
         c = correlation(relu_first_cam(model, corr_imgs, device, amp=True), lib_maps)

@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_timing import median_seconds
 from bench_train import SEED_MEAN, SEED_STD, synth_images
 
 from pneumocam.checkpoint import load_model_state
@@ -62,19 +60,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median seconds of ``repeats`` calls of ``fn`` after one untimed call (warm-up, cuDNN
-    autotuning)."""
-    def once() -> float:
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
-    once()
-    return statistics.median(once() for _ in range(repeats))
-
-
 def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
@@ -96,8 +81,8 @@ def main() -> None:
         with torch.no_grad():
             return final_probabilities(model, images, SEED_MEAN, SEED_STD, device)
 
-    t_bf16 = median_seconds(bf16, args.repeats, device)
-    t_fp32 = median_seconds(fp32, args.repeats, device)
+    t_bf16 = median_seconds(bf16, bf16, args.repeats, device)
+    t_fp32 = median_seconds(fp32, fp32, args.repeats, device)
     p_bf16 = torch.sigmoid(bf16()).double().cpu().numpy()
     p_fp32 = fp32()
 

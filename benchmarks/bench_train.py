@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_timing import sync_device
 from torch import nn
 
 from pneumocam.data import make_generator
@@ -68,11 +69,6 @@ def load_images(data_dir: Path, n: int) -> tuple[np.ndarray, np.ndarray]:
     return split.images, split.labels
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def bench_project(images: np.ndarray, labels: np.ndarray, device: torch.device, batch: int,
                   steps: int, warmup: int, compile_model: bool, channels_last: bool = True) -> float:
     """Images/second of ``train_one_epoch`` over ``steps`` steps after ``warmup`` steps, in
@@ -105,7 +101,7 @@ def bench_project(images: np.ndarray, labels: np.ndarray, device: torch.device, 
         return seen, seconds
 
     run(warmup, 0)
-    _sync(device)
+    sync_device(device)
     seen, seconds = run(steps, 1000)
     return seen / seconds
 
@@ -149,7 +145,7 @@ def bench_seed_style(images: np.ndarray, labels: np.ndarray, device: torch.devic
         while done < steps + warmup:
             for x, y in loader:
                 if done == warmup:
-                    _sync(device)
+                    sync_device(device)
                     start = time.perf_counter()
                 x, y = x.to(device), y.float().to(device)
                 loss = loss_fn(model(x).squeeze(1), y)
@@ -162,7 +158,7 @@ def bench_seed_style(images: np.ndarray, labels: np.ndarray, device: torch.devic
                     seen += x.shape[0]
                 if done >= steps + warmup:
                     break
-        _sync(device)
+        sync_device(device)
         return seen / (time.perf_counter() - start)
 
 
